@@ -1,0 +1,102 @@
+"""Quantization primitives shared by the torch integer mode and the compiler.
+
+The compiler and the integer mode call the same functions on the same tensors, so the integers
+they produce are the same by construction; the golden model only reads them from the file.
+
+- ``fold_bn``: Conv -> BN becomes one affine layer, w' = w * g / sqrt(var + eps),
+  b' = (b - mean) * g / sqrt(var + eps) + beta.
+- ``channel_scale``: s_c = max |w'_c| / (2^(bits-1) - 1), so the largest weight of every output
+  channel maps to the largest integer. A layer's real output is s_c * (sum w_int * x + b_int).
+- ``threshold``: theta_c = ceil(v_th * 2^f / s_c), the LIF threshold in integer membrane units.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+class _RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round to nearest (ties to even), with a straight-through gradient."""
+    return _RoundSTE.apply(x)
+
+
+def qmax(bits: int) -> int:
+    return (1 << (bits - 1)) - 1
+
+
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn) -> tuple[torch.Tensor,
+                                                                        torch.Tensor]:
+    """Fold an eval-mode BatchNorm into the preceding conv: returns (w', b') in float64."""
+    inv = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    w = weight.double() * inv.reshape(shape)
+    b = bias.double() if bias is not None else torch.zeros_like(inv)
+    b = (b - bn.running_mean.double()) * inv + bn.bias.double()
+    return w, b
+
+
+def channel_max(w: torch.Tensor) -> torch.Tensor:
+    """max |w| per output channel (dim 0)."""
+    return w.detach().abs().flatten(1).amax(1)
+
+
+def scale_from_max(m: torch.Tensor, bits: int) -> torch.Tensor:
+    """Per-channel scale from a per-channel max |w|; an all-zero channel gets scale 1."""
+    m = m.detach().double()
+    return torch.where(m > 0, m / qmax(bits), torch.ones_like(m))
+
+
+def quantize_weight(w: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
+    """Integer-valued weights round(w / s) clipped to the signed width (STE for gradients)."""
+    shape = (-1,) + (1,) * (w.dim() - 1)
+    q = qmax(bits)
+    return torch.clamp(round_ste(w / scale.reshape(shape)), -q, q)
+
+
+def quantize_bias(b: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
+    q = qmax(bits)
+    return torch.clamp(round_ste(b / scale), -q, q)
+
+
+def threshold(v_th: float, f: int, scale: torch.Tensor) -> torch.Tensor:
+    """theta_c = ceil(v_th * 2^f / s_c) in float64, exact for the values that occur."""
+    t = torch.ceil(v_th * float(1 << f) / scale.detach().double())
+    return t
+
+
+def input_affine(mean, std, channels: int):
+    """Integer zero point and real scale of the input normalization, per channel.
+
+    x_norm = (pixel - zp_c) / (255 * std_c) with zp_c = round(255 * mean_c).
+    """
+    zp = torch.tensor([round(255 * m) for m in mean[:channels]], dtype=torch.float64)
+    inv = torch.tensor([1.0 / (255 * s) for s in std[:channels]], dtype=torch.float64)
+    return zp, inv
+
+
+def conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """Conv by weight rank: [Co, Ci, k, k] -> conv2d (padding k//2), [Co, Ci, 1] -> conv1d."""
+    if w.dim() == 4:
+        return F.conv2d(x, w, b, padding=w.shape[-1] // 2)
+    if w.dim() == 3:
+        return F.conv1d(x, w, b)
+    return F.linear(x, w, b)
+
+
+def bits_for(bound: float) -> int:
+    """Signed two's-complement width that holds every integer in [-bound, bound]."""
+    bound = int(math.ceil(bound))
+    return max(bound.bit_length() + 1, 2)
