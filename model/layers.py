@@ -63,9 +63,8 @@ class Run:
         w, b = folded(conv, bn)
         if in_scale is not None:
             w = w * in_scale.reshape((1, -1) + (1,) * (w.dim() - 2))
-        s = scale if scale is not None else quant.scale_from_max(quant.channel_max(w), self.bits)
-        wq = quant.quantize_weight(w, s, self.bits).to(x.dtype)
-        bq = quant.quantize_bias(b, s, self.bias_bits).to(x.dtype)
+        wq, bq, s = quant.affine_int(w, b, self.bits, self.bias_bits, scale)
+        wq, bq = wq.to(x.dtype), bq.to(x.dtype)
         return quant.conv(x, wq, bq), s
 
     def lif(self, name: str, x: torch.Tensor, scale, v_th: float = 1.0) -> torch.Tensor:
@@ -88,10 +87,9 @@ class Run:
         the mean, so the real weight per input unit is W * in_scale / count. One scale per
         tensor. Returns real-valued logits (for the loss) and records the integers.
         """
-        w = linear.weight.double() * (in_scale.double() / count).reshape(1, -1)
-        s = quant.scale_from_max(w.detach().abs().amax().reshape(1), self.bits)
-        wq = quant.quantize_weight(w, s.expand(w.shape[0]), self.bits).to(feat_sum.dtype)
-        bq = quant.quantize_bias(linear.bias.double(), s, self.bias_bits).to(feat_sum.dtype)
+        wq, bq, s = quant.head_int(linear.weight, linear.bias, in_scale, count, self.bits,
+                                   self.bias_bits)
+        wq, bq = wq.to(feat_sum.dtype), bq.to(feat_sum.dtype)
         logits = feat_sum @ wq.t() + bq
         if self.record is not None:
             self.record["logits"] = logits.detach().to(torch.int64)

@@ -71,6 +71,28 @@ def quantize_bias(b: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tens
     return torch.clamp(round_ste(b / scale), -q, q)
 
 
+def affine_int(w: torch.Tensor, b: torch.Tensor, bits: int, bias_bits: int, scale=None):
+    """Integer weights and bias of a folded affine layer: (w_int, b_int, s).
+
+    ``scale`` forces the per-channel scale (layers that share the residual stream's scale).
+    """
+    s = scale if scale is not None else scale_from_max(channel_max(w), bits)
+    return quantize_weight(w, s, bits), quantize_bias(b, s, bias_bits), s
+
+
+def head_int(weight: torch.Tensor, bias: torch.Tensor, in_scale: torch.Tensor, count: int,
+             bits: int, bias_bits: int):
+    """Integer head over the sum of the stream (not its mean): (w_int, b_int, s).
+
+    Real logits = W mean(x) + b = s (w_int . sum(x_int) + b_int), with x = in_scale * x_int and
+    ``count`` terms in the sum; one scale s for the whole tensor.
+    """
+    w = weight.double() * (in_scale.double() / count).reshape(1, -1)
+    s = scale_from_max(w.detach().abs().amax().reshape(1), bits)
+    wq = quantize_weight(w, s.expand(w.shape[0]), bits)
+    return wq, quantize_bias(bias.double(), s, bias_bits), s
+
+
 def threshold(v_th: float, f: int, scale: torch.Tensor) -> torch.Tensor:
     """theta_c = ceil(v_th * 2^f / s_c) in float64, exact for the values that occur."""
     t = torch.ceil(v_th * float(1 << f) / scale.detach().double())

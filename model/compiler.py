@@ -1,0 +1,352 @@
+"""Compile a trained torch network into the integer model file.
+
+    python -m model.compiler --checkpoint runs/spikingformer-2-64/best.pt --out models/x.sfm
+    python -m model.compiler --random spikingformer-1-32 --seed 3 --out /tmp/random.sfm
+
+Passes, each a function from a layer graph to a layer graph, run in order from ``PASSES``:
+
+1. ``fold_batchnorm``: walk the torch network into a list of layers (conv, lif, maxpool,
+   attention, add, head) with BN folded into real-valued weights and biases.
+2. ``quantize``: integer weights and biases with per-channel scales (the residual stream's
+   writers share one), integer thresholds theta = ceil(v_th 2^f / s), the integer head.
+   Uses the same functions as the torch integer mode (``model.quant``).
+3. ``assign_widths``: worst-case bound of every layer's output and the bit width that holds it;
+   the membrane width of every LIF.
+4. ``emit_program``: the layer program and the tensors of the model file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import build_model, quant
+from .config import Config, get_config
+from .layers import folded
+from .modelfile import CompiledModel
+
+MAX_BITS = 48  # widest accumulator the golden model (float64 BLAS, exact < 2^53) and RTL take
+
+
+class CompileError(ValueError):
+    pass
+
+
+# -- pass 1: fold_batchnorm ------------------------------------------------------------------
+def _conv(name, src, conv, bn, kernel, source, shape, **kw):
+    w, b = folded(conv, bn)
+    if w.dim() == 3:  # Conv1d [Co, Ci, 1] -> [Co, Ci, 1, 1]
+        w = w.unsqueeze(-1)
+    elif w.dim() == 2:  # Linear
+        w = w[:, :, None, None]
+    return dict(op="conv", name=name, inputs=[src], w=w, b=b, kernel=kernel, input=source,
+                shape=list(shape), **kw)
+
+
+def _spikingformer_graph(model) -> list[dict]:
+    cfg: Config = model.cfg
+    D, S = cfg.dim, cfg.img_size
+    pe = model.patch_embed
+    chans = [D // 8, D // 4, D // 2, D, D]
+    sizes = [S, S, S, S // 2, S // 4]
+    g = [_conv("patch_embed.block0", "image", pe.block0_conv, pe.block0_bn, 3, "pixels",
+               (chans[0], S, S), in_scale=pe.pixel_scale.double(),
+               zero_point=pe.zero_point.double())]
+    prev = "patch_embed.block0"
+    for i in range(1, 5):
+        g.append(dict(op="lif", name=f"patch_embed.block{i}_lif", inputs=[prev], v_th=1.0))
+        src = g[-1]["name"]
+        if i >= 3:
+            g.append(dict(op="maxpool", name=f"patch_embed.block{i}_mp", inputs=[src],
+                          kernel=3, stride=2, pad=1))
+            src = g[-1]["name"]
+        g.append(_conv(f"patch_embed.block{i}", src, getattr(pe, f"block{i}_conv"),
+                       getattr(pe, f"block{i}_bn"), 3, "spikes", (chans[i], sizes[i], sizes[i]),
+                       group="residual" if i == 4 else None))
+        prev = g[-1]["name"]
+    side = S // 4
+    stream = prev
+    for j, blk in enumerate(model.block):
+        a, m = f"block.{j}.attn", f"block.{j}.mlp"
+        g.append(dict(op="lif", name=f"{a}.proj_lif", inputs=[stream], v_th=1.0))
+        for n in ("q", "k", "v"):
+            g.append(_conv(f"{a}.{n}", f"{a}.proj_lif", getattr(blk.attn, f"{n}_conv"),
+                           getattr(blk.attn, f"{n}_bn"), 1, "spikes", (D, side, side)))
+            g.append(dict(op="lif", name=f"{a}.{n}_lif", inputs=[f"{a}.{n}"], v_th=1.0))
+        g.append(dict(op="attention", name=f"{a}.attn",
+                      inputs=[f"{a}.q_lif", f"{a}.k_lif", f"{a}.v_lif"], heads=cfg.heads,
+                      scale=0.125, shape=[D, side, side]))
+        g.append(dict(op="lif", name=f"{a}.attn_lif", inputs=[f"{a}.attn"], v_th=0.5))
+        g.append(_conv(f"{a}.proj", f"{a}.attn_lif", blk.attn.proj_conv, blk.attn.proj_bn, 1,
+                       "spikes", (D, side, side), group="residual"))
+        g.append(dict(op="add", name=f"block.{j}.attn_residual", inputs=[stream, f"{a}.proj"]))
+        stream = g[-1]["name"]
+        g.append(dict(op="lif", name=f"{m}.mlp1_lif", inputs=[stream], v_th=1.0))
+        g.append(_conv(f"{m}.mlp1", f"{m}.mlp1_lif", blk.mlp.mlp1_conv, blk.mlp.mlp1_bn, 1,
+                       "spikes", (cfg.hidden, side, side)))
+        g.append(dict(op="lif", name=f"{m}.mlp2_lif", inputs=[f"{m}.mlp1"], v_th=1.0))
+        g.append(_conv(f"{m}.mlp2", f"{m}.mlp2_lif", blk.mlp.mlp2_conv, blk.mlp.mlp2_bn, 1,
+                       "spikes", (D, side, side), group="residual"))
+        g.append(dict(op="add", name=f"block.{j}.mlp_residual", inputs=[stream, f"{m}.mlp2"]))
+        stream = g[-1]["name"]
+    g.append(dict(op="head", name="head", inputs=[stream], linear=model.head))
+    return g
+
+
+def fold_batchnorm(model) -> list[dict]:
+    if model.cfg.arch == "spikingformer":
+        return _spikingformer_graph(model)
+    from .spikformer import compile_graph
+    return compile_graph(model)
+
+
+# -- pass 2: quantize ------------------------------------------------------------------------
+def quantize(graph: list[dict], cfg: Config, residual_scale=None) -> list[dict]:
+    """Integer tensors for every layer; ``residual_scale`` is shared by group 'residual'."""
+    scale: dict[str, torch.Tensor | None] = {"image": None}
+    kind = {"image": "pixels"}
+    out = []
+    for L in graph:
+        L = dict(L)
+        src = L["inputs"][0]
+        if L["op"] == "conv":
+            w = L.pop("w")
+            if "in_scale" in L:
+                w = w * L.pop("in_scale").reshape(1, -1, 1, 1)
+            forced = residual_scale if L.pop("group", None) == "residual" else None
+            wq, bq, s = quant.affine_int(w, L.pop("b"), cfg.weight_bits, cfg.bias_bits, forced)
+            L["weight"], L["bias"] = wq, bq
+            scale[L["name"]], kind[L["name"]] = s, "current"
+        elif L["op"] == "lif":
+            s = scale[src]
+            if s is None:
+                raise CompileError(f"{L['name']}: its input {src!r} has no scale")
+            C = len(s) if s.dim() else _channels(graph, src)
+            s = s.expand(C) if s.dim() == 0 else s
+            L["theta"] = quant.threshold(L["v_th"], cfg.f, s)
+            scale[L["name"]], kind[L["name"]] = None, "spikes"
+        elif L["op"] == "maxpool":
+            scale[L["name"]], kind[L["name"]] = None, kind[src]
+        elif L["op"] == "attention":
+            scale[L["name"]] = torch.tensor(L.pop("scale"), dtype=torch.float64)
+            kind[L["name"]] = "current"
+        elif L["op"] == "add":
+            a, b = (scale[i] for i in L["inputs"])
+            if (a is None) != (b is None) or (a is not None and not torch.equal(a, b)):
+                raise CompileError(f"{L['name']}: its inputs have different scales")
+            scale[L["name"]] = a
+            kind[L["name"]] = "current" if a is not None else "int"
+        elif L["op"] == "head":
+            lin = L.pop("linear")
+            s = scale[src]
+            s = torch.ones(lin.weight.shape[1], dtype=torch.float64) if s is None else s
+            count = cfg.T * cfg.tokens
+            L["weight"], L["bias"], L["out_scale"] = quant.head_int(
+                lin.weight, lin.bias, s, count, cfg.weight_bits, cfg.bias_bits)
+            L["count"] = count
+        if L["op"] == "conv" and kind.get(src) in ("int", "current") and L["input"] == "spikes":
+            L["input"] = "int"
+        out.append(L)
+    return out
+
+
+def _channels(graph, name):
+    for L in graph:
+        if L["name"] == name:
+            return L["shape"][0]
+    raise CompileError(f"unknown layer {name!r}")
+
+
+# -- pass 3: assign_widths -------------------------------------------------------------------
+def assign_widths(graph: list[dict], cfg: Config) -> list[dict]:
+    """Worst-case |value| of every layer's output and the signed width that holds it."""
+    bound: dict[str, float] = {"image": 255.0}
+    shape: dict[str, list[int]] = {"image": [cfg.in_channels, cfg.img_size, cfg.img_size]}
+    out = []
+    for L in graph:
+        L = dict(L)
+        src = L["inputs"][0]
+        if L["op"] == "conv":
+            w = L["weight"].detach().double().abs()
+            if L["input"] == "pixels":
+                zp = L["zero_point"]
+                in_b = torch.maximum(zp, 255 - zp).reshape(1, -1, 1, 1)
+                acc = (w * in_b).flatten(1).sum(1)
+            else:
+                acc = w.flatten(1).sum(1) * bound[src]
+            L["bound"] = float((acc + L["bias"].detach().double().abs()).max())
+            L["in_bound"] = bound[src]
+            shape[L["name"]] = L["shape"]
+        elif L["op"] == "lif":
+            x = bound[src]
+            theta = float(L["theta"].abs().max())
+            # |H| <= max|X| 2^f by induction (H = (V + X 2^f) / 2, |V| <= |H|).
+            L["mem_bits"] = quant.bits_for(max(x * 2 ** cfg.f, theta))
+            L["bound"] = 1.0
+            shape[L["name"]] = shape[src]
+        elif L["op"] == "maxpool":
+            C, H, W = shape[src]
+            shape[L["name"]] = [C, (H + 2 * L["pad"] - L["kernel"]) // L["stride"] + 1,
+                                (W + 2 * L["pad"] - L["kernel"]) // L["stride"] + 1]
+            L["shape"] = shape[L["name"]]
+            L["bound"] = bound[src]
+        elif L["op"] == "attention":
+            C, H, W = shape[src]
+            N, d = H * W, C // L["heads"]
+            L["head_dim"], L["tokens"] = d, N
+            # Cheaper order for the AC work: K^T V first when head_dim < tokens.
+            L["order"] = "kv_first" if d < N else "qk_first"
+            L["inner_bound"] = float(N if L["order"] == "kv_first" else d)
+            L["bound"] = float(N * d)
+            shape[L["name"]] = [C, H, W]
+            L["shape"] = [C, H, W]
+        elif L["op"] == "add":
+            L["bound"] = float(sum(bound[i] for i in L["inputs"]))
+            shape[L["name"]] = shape[src]
+            L["shape"] = shape[src]
+        elif L["op"] == "head":
+            w = L["weight"].detach().double().abs()
+            L["in_bound"] = bound[src] * L["count"]
+            L["bound"] = float((w.sum(1) * L["in_bound"] + L["bias"].detach().abs()).max())
+            L["classes"] = int(w.shape[0])
+        bound[L["name"]] = L["bound"]
+        L["bits"] = quant.bits_for(L["bound"])
+        for key in ("bits", "mem_bits"):
+            if L.get(key, 0) > MAX_BITS:
+                raise CompileError(
+                    f"{L['name']}: needs {L[key]}-bit {'membrane' if key == 'mem_bits' else 'values'}"
+                    f", more than the {MAX_BITS} bits the golden model and RTL support")
+        out.append(L)
+    return out
+
+
+# -- pass 4: emit_program --------------------------------------------------------------------
+def _int_array(t: torch.Tensor, bits: int) -> np.ndarray:
+    a = t.detach().double().numpy()
+    if not np.array_equal(a, np.round(a)):
+        raise CompileError("internal: a tensor meant to be integer is not")
+    dtype = np.int8 if bits <= 8 else np.int16 if bits <= 16 else np.int32 if bits <= 32 \
+        else np.int64
+    return a.astype(dtype)
+
+
+def emit_program(graph: list[dict], cfg: Config) -> CompiledModel:
+    program, tensors = [], {}
+    for L in graph:
+        op = {k: v for k, v in L.items()
+              if k not in ("weight", "bias", "theta", "zero_point", "out_scale")}
+        op["tensors"] = {}
+        for role, bits in (("weight", cfg.weight_bits), ("bias", cfg.bias_bits),
+                           ("zero_point", 16)):
+            if role in L:
+                key = f"{L['name']}.{role}"
+                tensors[key] = _int_array(L[role], bits)
+                op["tensors"][role] = key
+        if "theta" in L:
+            key = f"{L['name']}.theta"
+            tensors[key] = _int_array(L["theta"], quant.bits_for(float(L["theta"].max())))
+            op["tensors"]["theta"] = key
+        if "out_scale" in L:
+            op["out_scale"] = float(L["out_scale"].reshape(-1)[0])
+        for k, v in list(op.items()):
+            if isinstance(v, float) and v.is_integer() and k in ("bound", "in_bound",
+                                                                 "inner_bound"):
+                op[k] = int(v)
+        program.append(op)
+    return CompiledModel(config=cfg.to_dict(), program=program, tensors=tensors)
+
+
+PASSES = ("fold_batchnorm", "quantize", "assign_widths", "emit_program")
+
+
+@torch.no_grad()
+def compile_model(model, meta: dict | None = None, stop_after: str | None = None):
+    """Run the passes in order; ``stop_after`` returns the graph after that pass."""
+    cfg = model.cfg
+    was = model.training
+    model.eval()
+    try:
+        graph = fold_batchnorm(model)
+        if stop_after == "fold_batchnorm":
+            return graph
+        res = model.residual_scale() if hasattr(model, "residual_scale") else None
+        graph = quantize(graph, cfg, res)
+        if stop_after == "quantize":
+            return graph
+        graph = assign_widths(graph, cfg)
+        if stop_after == "assign_widths":
+            return graph
+        cm = emit_program(graph, cfg)
+    finally:
+        model.train(was)
+    cm.meta.update(meta or {})
+    return cm
+
+
+@torch.no_grad()
+def randomize(model, seed: int = 0, batches: int = 3, batch_size: int = 16):
+    """Random weights and BN statistics that give every layer some activity (for tests).
+
+    BN statistics are calibrated on random images, then gamma and beta are drawn so that
+    firing rates spread over roughly 5-50 %.
+    """
+    g = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        p.copy_(torch.randn(p.shape, generator=g) * (1.0 / math.sqrt(max(1, p[0].numel()))))
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+    model.train()
+    for _ in range(batches):
+        model(torch.randint(0, 256, (batch_size, model.cfg.in_channels, model.cfg.img_size,
+                                     model.cfg.img_size), generator=g).float())
+    for bn in bns:
+        bn.momentum = 0.1
+        bn.weight.copy_(torch.rand(bn.weight.shape, generator=g) * 1.5 + 0.5)
+        bn.bias.copy_(torch.rand(bn.bias.shape, generator=g) * 1.2 - 0.2)
+    model.eval()
+    return model
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m model.compiler", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a training checkpoint (model.train)")
+    src.add_argument("--random", metavar="CONFIG", help="a config name: random weights")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weight-bits", type=int, default=None, help="override the config's")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    if args.checkpoint:
+        from .train import load_checkpoint
+        ck = load_checkpoint(args.checkpoint)
+        cfg = Config.from_dict(ck["config"])
+        if args.weight_bits:
+            cfg = Config.from_dict({**cfg.to_dict(), "weight_bits": args.weight_bits})
+        model = build_model(cfg)
+        model.load_state_dict(ck["model"])
+        meta = {"source": str(args.checkpoint), "epoch": ck.get("epoch")}
+    else:
+        cfg = get_config(args.random)
+        if args.weight_bits:
+            cfg = Config.from_dict({**cfg.to_dict(), "weight_bits": args.weight_bits})
+        model = randomize(build_model(cfg), args.seed)
+        meta = {"source": f"random seed {args.seed}"}
+    cm = compile_model(model, meta)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    digest = cm.save(args.out)
+    n = sum(a.size for k, a in cm.tensors.items() if k.endswith(".weight"))
+    print(f"{args.out}: {cfg.name}, {len(cm.program)} layers, {n} weights, sha256 {digest}",
+          file=sys.stderr)
+    return cm
+
+
+if __name__ == "__main__":
+    main()

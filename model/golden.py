@@ -1,0 +1,290 @@
+"""The golden model: the integer network of a compiled model file, in numpy. The spec.
+
+    result = run(CompiledModel.load(path), images, record=True)
+    result.logits, result.classes, result.spikes[name], result.stats[name]["sops"]
+
+Pure functions of integers, vectorised over a batch of images (uint8 [B, 3, H, W] or
+[B, H, W, 3]). Values are int64; spike maps are uint8 [B, T, C, H, W].
+
+Products of integers are summed with float64 matrix products: every partial sum is an integer
+below 2^53 (the compiler bounds every accumulator to at most 48 bits and the model is checked
+on load), so the sums are exact, and they are cast back to int64.
+
+Per layer and per image, ``stats`` counts:
+- ``sops``: accumulates triggered by a spike, one per synapse reached (3x3 convs at the border
+  reach fewer outputs); attention: K^T V increments and the rows added per Q spike (or Q K^T
+  coincidences and the columns added per V spike, in the order the compiler chose);
+- ``macs``: multiply-accumulates on non-spike inputs (first layer, head, integer inputs);
+- ``adds``: other additions (residual stream adds, the head's sum over tokens and time);
+- ``spikes_in`` / ``spikes_out``: spikes read / fired; ``neuron_updates``: LIF charge steps;
+- ``weight_reads``, ``act_reads``, ``act_writes``: memory accesses in elements (weights and
+  biases read per use; spike maps, pixel and stream values read and written per element).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .modelfile import CompiledModel, ModelFileError
+
+COUNTERS = ("sops", "macs", "adds", "spikes_in", "spikes_out", "neuron_updates",
+            "weight_reads", "act_reads", "act_writes")
+
+
+@dataclass
+class Result:
+    logits: np.ndarray  # int64 [B, classes]
+    classes: np.ndarray  # int64 [B], argmax with ties to the lowest index
+    stats: dict[str, dict[str, np.ndarray]]  # layer -> counter -> int64 [B]
+    spikes: dict[str, np.ndarray] = field(default_factory=dict)  # layer -> uint8 [B,T,C,H,W]
+
+    def total(self, counter: str) -> np.ndarray:
+        """A counter summed over layers, per image."""
+        return sum(s[counter] for s in self.stats.values())
+
+
+def check_images(images: np.ndarray, cfg: dict) -> np.ndarray:
+    """uint8 [B, C, H, W] from [B, C, H, W] or [B, H, W, C] (or one image without B)."""
+    a = np.asarray(images)
+    C, S = cfg["in_channels"], cfg["img_size"]
+    if a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4:
+        raise ValueError(f"Images must be [B, {C}, {S}, {S}] or [B, {S}, {S}, {C}], "
+                         f"not {list(a.shape)}")
+    if a.shape[1:] == (S, S, C) and a.shape[1:] != (C, S, S):
+        a = a.transpose(0, 3, 1, 2)
+    if a.shape[1:] != (C, S, S):
+        raise ValueError(f"Images must be [B, {C}, {S}, {S}] or [B, {S}, {S}, {C}], "
+                         f"not {list(np.asarray(images).shape)}")
+    if a.dtype != np.uint8:
+        if not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() > 255:
+            raise ValueError(f"Images must hold integer pixels 0..255 (uint8), not {a.dtype} "
+                             f"in [{a.min()}, {a.max()}]")
+        a = a.astype(np.uint8)
+    return np.ascontiguousarray(a)
+
+
+# -- the integer operators ------------------------------------------------------------------
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact integer a @ b for |partial sums| < 2^53 (see module docstring)."""
+    return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+
+
+def ref_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer conv, stride 1, zero padding k // 2. x [..., Ci, H, W] -> [..., Co, H, W]."""
+    Co, Ci, k, _ = w.shape
+    lead, (H, W) = x.shape[:-3], x.shape[-2:]
+    xf = x.reshape(-1, Ci, H, W)
+    p = k // 2
+    xp = np.pad(xf, ((0, 0), (0, 0), (p, p), (p, p))) if p else xf
+    out = np.zeros((xf.shape[0], H, W, Co), dtype=np.int64)
+    for dy in range(k):
+        for dx in range(k):
+            patch = xp[:, :, dy:dy + H, dx:dx + W].transpose(0, 2, 3, 1)  # [n, H, W, Ci]
+            out += _matmul(patch.reshape(-1, Ci), w[:, :, dy, dx].T).reshape(out.shape)
+    out += b.astype(np.int64)
+    return out.transpose(0, 3, 1, 2).reshape(*lead, Co, H, W)
+
+
+def ref_lif(x: np.ndarray, theta: np.ndarray, f: int) -> np.ndarray:
+    """Integer LIF over axis 1 (time) of x [B, T, C, ...]; theta [C].
+
+    charge H = (V + (X << f)) >> 1; fire S = H >= theta; reset V = H (1 - S).
+    """
+    th = theta.astype(np.int64).reshape((-1,) + (1,) * (x.ndim - 3))
+    v = np.zeros_like(x[:, 0], dtype=np.int64)
+    out = np.empty(x.shape, dtype=np.uint8)
+    for t in range(x.shape[1]):
+        h = (v + (x[:, t].astype(np.int64) << f)) >> 1  # charge
+        s = h >= th  # fire
+        v = np.where(s, 0, h)  # reset
+        out[:, t] = s
+    return out
+
+
+def ref_maxpool(x: np.ndarray, k: int = 3, stride: int = 2, pad: int = 1) -> np.ndarray:
+    """Max pool on spikes = OR over the window; padding never fires. x [..., H, W]."""
+    H, W = x.shape[-2:]
+    Ho, Wo = (H + 2 * pad - k) // stride + 1, (W + 2 * pad - k) // stride + 1
+    widths = [(0, 0)] * (x.ndim - 2) + [(pad, pad), (pad, pad)]
+    xp = np.pad(x, widths)
+    out = np.zeros(x.shape[:-2] + (Ho, Wo), dtype=x.dtype)
+    for dy in range(k):
+        for dx in range(k):
+            out = np.maximum(out, xp[..., dy:dy + stride * Ho:stride, dx:dx + stride * Wo:stride])
+    return out
+
+
+def ref_attention(q, k, v, heads: int) -> np.ndarray:
+    """Y = (Q K^T) V per head on spike maps [B, T, C, H, W] (channel = head * d + j)."""
+    B, T, C, H, W = q.shape
+    d = C // heads
+
+    def split(s):  # [B, T, heads, N, d]
+        return s.reshape(B, T, heads, d, H * W).swapaxes(-1, -2)
+
+    Q, K, V = split(q), split(k), split(v)
+    y = _matmul(Q, _matmul(K.swapaxes(-1, -2), V))  # K^T V first: equal integers either way
+    return y.swapaxes(-1, -2).reshape(B, T, C, H, W)
+
+
+def ref_head(stream: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer logits = W . (sum of the stream over time and tokens) + b."""
+    total = stream.sum(axis=(1, 3, 4))  # [B, C]
+    return _matmul(total, w.T) + b.astype(np.int64)
+
+
+def argmax_low(logits: np.ndarray) -> np.ndarray:
+    """argmax over classes with ties to the lowest class index."""
+    return np.argmax(logits, axis=1)  # numpy returns the first maximum
+
+
+# -- activity counts ------------------------------------------------------------------------
+def _fanout(H: int, W: int, k: int) -> np.ndarray:
+    """How many outputs of a stride-1, pad-k//2 conv each input position reaches."""
+    p = k // 2
+    rows = np.array([min(H - 1, y + p) - max(0, y - p) + 1 for y in range(H)])
+    cols = np.array([min(W - 1, x + p) - max(0, x - p) + 1 for x in range(W)])
+    return np.outer(rows, cols)
+
+
+def _per_image(x: np.ndarray) -> np.ndarray:
+    return x.reshape(x.shape[0], -1).sum(1, dtype=np.int64)
+
+
+# -- the interpreter ------------------------------------------------------------------------
+def run(cm: CompiledModel, images: np.ndarray, record: bool = False) -> Result:
+    """Run the layer program on a batch of images."""
+    cfg = cm.config
+    T, f = cfg["T"], cfg["frac_bits"] or cfg["T"]
+    img = check_images(images, cfg)
+    B = img.shape[0]
+    vals: dict[str, np.ndarray] = {}
+    stats: dict[str, dict[str, np.ndarray]] = {}
+    spikes: dict[str, np.ndarray] = {}
+    logits = None
+    for op in cm.program:
+        for key in ("bits", "mem_bits"):
+            if op.get(key, 0) > 52:
+                raise ModelFileError(f"{op['name']}: {op[key]}-bit values exceed the golden "
+                                     f"model's exact range")
+        name, kind = op["name"], op["op"]
+        st = {c: np.zeros(B, dtype=np.int64) for c in COUNTERS}
+        tens = {role: cm.tensor(key) for role, key in op.get("tensors", {}).items()}
+        ins = [img if i == "image" else vals[i] for i in op.get("inputs", [])]
+        if kind == "conv":
+            x, w, b = ins[0], tens["weight"], tens["bias"]
+            Co, Ci, k, _ = w.shape
+            H, W = x.shape[-2:]
+            fan = _fanout(H, W, k)
+            if op["input"] == "pixels":  # computed once, reused for all T steps
+                zp = tens["zero_point"].astype(np.int64).reshape(1, -1, 1, 1)
+                out = ref_conv(x.astype(np.int64) - zp, w, b)
+                taps = Ci * int(fan.sum())  # valid (input, output) pairs per output channel
+                st["macs"][:] = Co * taps
+                st["weight_reads"][:] = Co * taps
+                st["act_reads"][:] = Ci * H * W
+            else:
+                out = ref_conv(x.astype(np.int64), w, b)
+                nz = (x != 0).sum(axis=2)  # [B, T, H, W] non-zero inputs per position
+                reach = _per_image(nz * fan) * Co
+                if op["input"] == "spikes":
+                    st["sops"] = reach
+                    st["spikes_in"] = _per_image(x)
+                else:  # integer inputs (Spikformer's stream): a multiply each
+                    st["macs"] = reach
+                st["weight_reads"] = reach.copy()
+                st["act_reads"][:] = T * Ci * H * W
+            st["weight_reads"] += Co  # one bias per output channel
+            vals[name] = out
+        elif kind == "lif":
+            x = ins[0]
+            if x.ndim == 4:  # a static current (first layer): the same at every step
+                x = np.broadcast_to(x[:, None], (B, T) + x.shape[1:])
+            s = ref_lif(x, tens["theta"], f)
+            vals[name] = s
+            st["spikes_out"] = _per_image(s)
+            st["neuron_updates"][:] = s[0].size
+            st["weight_reads"][:] = len(tens["theta"])
+            st["act_writes"][:] = s[0].size
+            if record:
+                spikes[name] = s
+        elif kind == "maxpool":
+            x = ins[0]
+            out = ref_maxpool(x, op["kernel"], op["stride"], op["pad"])
+            vals[name] = out
+            st["act_reads"][:] = x[0].size
+            st["act_writes"][:] = out[0].size
+            if record:
+                spikes[name] = out
+        elif kind == "attention":
+            q, k, v = ins
+            heads = op["heads"]
+            y = ref_attention(q, k, v, heads)
+            vals[name] = y
+            Bq, Tq, C, H, W = q.shape
+            d, N = C // heads, H * W
+
+            def split(s):
+                return s.reshape(B, Tq, heads, d, N).astype(np.int64)
+
+            Q, K, V = split(q), split(k), split(v)
+            if op["order"] == "kv_first":
+                # K^T V: one increment per (token, K spike, V spike); then each Q spike adds a
+                # row of d integers.
+                st["sops"] = (K.sum(3) * V.sum(3)).reshape(B, -1).sum(1) + _per_image(Q) * d
+            else:
+                # Q K^T: one increment per coincident (q, k) pair; then each V spike adds a
+                # column of N integers.
+                st["sops"] = (Q.sum(4) * K.sum(4)).reshape(B, -1).sum(1) + _per_image(V) * N
+            st["spikes_in"] = _per_image(Q) + _per_image(K) + _per_image(V)
+            st["act_reads"][:] = 3 * q[0].size
+        elif kind == "add":
+            a, b = ins
+            if a.ndim == 4:
+                a = np.broadcast_to(a[:, None], b.shape)
+            vals[name] = a.astype(np.int64) + b.astype(np.int64)
+            st["adds"][:] = vals[name][0].size
+            st["act_reads"][:] = 2 * vals[name][0].size
+            st["act_writes"][:] = vals[name][0].size
+        elif kind == "head":
+            x, w, b = ins[0], tens["weight"], tens["bias"]
+            logits = ref_head(x, w, b)
+            K, C = w.shape
+            st["adds"][:] = x[0].size - C  # the sum over time and tokens
+            st["macs"][:] = K * C
+            st["weight_reads"][:] = K * C + K
+            st["act_reads"][:] = x[0].size
+        else:
+            raise ModelFileError(f"Layer {name!r}: unknown op {kind!r}")
+        stats[name] = st
+        # Drop values no later layer reads (keeps memory flat for large batches).
+        _release(cm.program, op, vals)
+    if logits is None:
+        raise ModelFileError("The program has no head layer")
+    return Result(logits=logits, classes=argmax_low(logits), stats=stats, spikes=spikes)
+
+
+def _release(program, op, vals):
+    idx = program.index(op)
+    later = {i for o in program[idx + 1:] for i in o.get("inputs", [])}
+    for k in [k for k in vals if k not in later]:
+        del vals[k]
+
+
+def run_batched(cm: CompiledModel, images: np.ndarray, batch_size: int = 64,
+                progress: bool = False) -> Result:
+    """``run`` over a large set in batches (no spike maps), concatenating the results."""
+    from tqdm import tqdm
+
+    img = check_images(images, cm.config)
+    parts = [run(cm, img[i:i + batch_size])
+             for i in tqdm(range(0, len(img), batch_size), disable=not progress,
+                           desc="golden", unit="batch")]
+    stats = {n: {c: np.concatenate([p.stats[n][c] for p in parts]) for c in COUNTERS}
+             for n in parts[0].stats}
+    return Result(logits=np.concatenate([p.logits for p in parts]),
+                  classes=np.concatenate([p.classes for p in parts]), stats=stats)
