@@ -13,6 +13,7 @@ they produce are the same by construction; the golden model only reads them from
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -94,9 +95,13 @@ def head_int(weight: torch.Tensor, bias: torch.Tensor, in_scale: torch.Tensor, c
 
 
 def threshold(v_th: float, f: int, scale: torch.Tensor) -> torch.Tensor:
-    """theta_c = ceil(v_th * 2^f / s_c) in float64, exact for the values that occur."""
-    t = torch.ceil(v_th * float(1 << f) / scale.detach().double())
-    return t
+    """theta_c = ceil(v_th * 2^f / s_c), exactly: rational arithmetic on the float64 values.
+
+    (A float division can round v_th 2^f / s onto an integer from above and lose the ceiling.)
+    """
+    num = Fraction(v_th) * (1 << f)
+    vals = [math.ceil(num / Fraction(float(s))) for s in scale.detach().double().reshape(-1)]
+    return torch.tensor(vals, dtype=torch.float64).reshape(scale.shape)
 
 
 def input_affine(mean, std, channels: int):

@@ -1,0 +1,73 @@
+"""The integer LIF equals the real LIF exactly when f >= T (DESIGN.md section 3)."""
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from model.golden import ref_lif
+from model.lif import lif, lif_int
+from model.quant import threshold
+
+
+def real_lif(currents, v_th):
+    """The real-valued neuron in exact rational arithmetic: no rounding anywhere."""
+    v, out = Fraction(0), []
+    for x in currents:
+        h = v + (x - v) / 2
+        s = h >= v_th
+        v = Fraction(0) if s else h
+        out.append(int(s))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    T=st.integers(1, 8),
+    extra=st.integers(0, 3),
+    xs=st.lists(st.integers(-2000, 2000), min_size=8, max_size=8),
+    scale=st.floats(1e-4, 2.0),
+    v_th=st.sampled_from([1.0, 0.5]),
+)
+def test_integer_lif_equals_real_lif(T, extra, xs, scale, v_th):
+    f = T + extra
+    xs = xs[:T]
+    s = Fraction(scale)
+    theta = int(threshold(v_th, f, torch.tensor([scale], dtype=torch.float64))[0])
+    # The threshold is the exact ceiling of v_th 2^f / s.
+    exact = Fraction(v_th) * 2 ** f / s
+    assert theta - 1 < exact <= theta
+    expected = real_lif([s * x for x in xs], Fraction(v_th))
+    golden = ref_lif(np.array(xs, dtype=np.int64).reshape(1, T, 1), np.array([theta]), f)
+    assert golden.reshape(-1).tolist() == expected
+    x = torch.tensor(xs, dtype=torch.float64).reshape(T, 1, 1)
+    unit = torch.tensor([[scale / 2 ** f]], dtype=torch.float64)
+    th = torch.tensor([[float(theta)]], dtype=torch.float64)
+    assert lif_int(x, th, f, unit).reshape(-1).tolist() == expected
+
+
+def test_f_below_t_is_not_exact():
+    """With f < T the shift drops bits, and some inputs make the neurons disagree."""
+    T, f, v_th, s = 4, 1, Fraction(1), Fraction(3, 10)
+    theta = 7  # ceil(v_th 2^f / s) = ceil(6.67)
+    rng = np.random.default_rng(0)
+    differ = 0
+    for xs in rng.integers(-3, 7, (500, T)):
+        real = real_lif([s * int(x) for x in xs], v_th)
+        golden = ref_lif(xs.reshape(1, T, 1), np.array([theta]), f).reshape(-1).tolist()
+        differ += golden != real
+    assert differ > 0
+    # ... while f = T is exact on the same inputs.
+    for xs in rng.integers(-3, 7, (500, T)):
+        real = real_lif([s * int(x) for x in xs], v_th)
+        theta_t = math.ceil(v_th * 2 ** T / s)
+        assert ref_lif(xs.reshape(1, T, 1), np.array([theta_t]), T).reshape(-1).tolist() == real
+
+
+def test_float_lif_matches_the_reference_equations():
+    x = torch.tensor([0.9, 0.9, 0.9, 3.0, -1.0, 2.5]).reshape(6, 1)
+    # H: 0.45 -> 0.675 -> 0.7875 -> 1.89 (fire, V=0) -> -0.5 -> 1.0 (fire: H - V_th >= 0)
+    assert lif(x, 1.0).reshape(-1).tolist() == [0, 0, 0, 1, 0, 1]

@@ -1,0 +1,173 @@
+"""model/train.py on tiny random data: checkpoints, exact resume, DDP, QAT, eval-only."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import model.train as train
+from model import build_model, get_config, spikingformer
+from model.layers import Run
+
+REPO = Path(__file__).resolve().parents[2]
+CFG = "spikingformer-1-16"
+
+
+@pytest.fixture
+def data(tmp_path):
+    """train.npz (32 images) and test.npz (16 images) of random pixels and labels."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 32), ("test", 16)):
+        np.savez(folder / f"{split}.npz", labels=rng.integers(0, 10, n),
+                 images=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))
+    return folder
+
+
+def run(data, out, *extra, config=CFG):
+    argv = ["--data", str(data), "--out", str(out), "--batch-size", "8", "--threads", "1",
+            "--no-progress", *extra]
+    if "--resume" not in extra and "--init" not in extra:
+        argv += ["--config", config]
+    return train.main(argv)
+
+
+def log(out):
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def assert_same_state(a: dict, b: dict, what: str):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{what}: {k} differs"
+
+
+def assert_same_optimizer(a: dict, b: dict):
+    assert a["param_groups"] == b["param_groups"]
+    assert a["state"].keys() == b["state"].keys()
+    for i in a["state"]:
+        assert_same_state(a["state"][i], b["state"][i], f"optimizer state {i}")
+
+
+@pytest.mark.parametrize("config", [CFG, "spikformer-1-16"])
+def test_two_epochs_write_checkpoints_and_log(data, tmp_path, config):
+    out = tmp_path / "run"
+    run(data, out, "--epochs", "2", config=config)
+    assert (out / "last.pt").exists() and (out / "best.pt").exists()
+    lines = log(out)
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert all(r["images"] == 32 and r["test_images"] == 16 for r in lines)
+    ck = train.load_checkpoint(out / "last.pt")
+    assert ck["epoch"] == 2 and ck["config"] == get_config(config).to_dict()
+    assert set(ck) >= {"model", "optimizer", "config", "epoch", "args", "best"}
+    assert not list(out.glob("*.tmp"))
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_is_exact(data, tmp_path, monkeypatch):
+    """A 3-epoch run stopped after epoch 2 and resumed ends bit for bit where an uninterrupted
+    3-epoch run ends (weights, BN statistics, optimizer state)."""
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    run(data, whole, "--epochs", "3")
+
+    save = train.save_atomic
+
+    def save_then_stop(obj, path):
+        save(obj, path)
+        if path.name == "last.pt" and obj["epoch"] == 2:
+            raise Interrupted  # as if the job were killed right after the checkpoint
+
+    monkeypatch.setattr(train, "save_atomic", save_then_stop)
+    with pytest.raises(Interrupted):
+        run(data, cut, "--epochs", "3")
+    monkeypatch.setattr(train, "save_atomic", save)
+    assert train.load_checkpoint(cut / "last.pt")["epoch"] == 2
+    run(data, cut, "--resume")
+
+    a, b = (train.load_checkpoint(d / "last.pt") for d in (whole, cut))
+    assert b["epoch"] == 3
+    assert_same_state(a["model"], b["model"], "model")
+    assert_same_optimizer(a["optimizer"], b["optimizer"])
+    la, lb = log(whole), log(cut)
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in la] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in lb]
+
+
+def test_resume_extends_a_finished_run(data, tmp_path):
+    """--resume --epochs 3 after a finished 2-epoch run. Equal to a 3-epoch run here only
+    because the schedule of the first two epochs is the same (both are the 2-epoch warm-up);
+    in general a longer run has another cosine schedule from the start."""
+    whole, ext = tmp_path / "whole", tmp_path / "ext"
+    run(data, whole, "--epochs", "3", "--warmup", "2")
+    run(data, ext, "--epochs", "2", "--warmup", "2")
+    run(data, ext, "--resume", "--epochs", "3")
+    a, b = (train.load_checkpoint(d / "last.pt") for d in (whole, ext))
+    assert b["epoch"] == 3 and b["args"]["epochs"] == 3
+    assert_same_state(a["model"], b["model"], "model")
+    assert [r["epoch"] for r in log(ext)] == [1, 2, 3]
+
+
+def test_ddp_two_processes(data, tmp_path):
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "model.train", "--config", CFG, "--data", str(data), "--out", str(out),
+           "--epochs", "1", "--batch-size", "4", "--threads", "1", "--no-progress"]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ck = train.load_checkpoint(out / "last.pt")
+    assert ck["epoch"] == 1
+    (rec,) = log(out)
+    assert rec["images"] == 32 and rec["test_images"] == 16  # both ranks' shares summed
+
+
+def init_checkpoint(path, config=CFG):
+    torch.manual_seed(3)
+    m = build_model(config)
+    torch.save({"model": m.state_dict(), "config": m.cfg.to_dict()}, path)
+    return m
+
+
+def test_qat_from_init_trains_in_integer_mode(data, tmp_path, monkeypatch):
+    init = init_checkpoint(tmp_path / "init.pt")
+    modes = []
+
+    class SpyRun(Run):
+        def __init__(self, mode, cfg, record=False):
+            modes.append(mode)
+            super().__init__(mode, cfg, record)
+
+    monkeypatch.setattr(spikingformer, "Run", SpyRun)
+    out = tmp_path / "qat"
+    run(data, out, "--init", str(tmp_path / "init.pt"), "--qat", "--epochs", "1")
+    assert modes == ["int"] * 5  # 4 training steps (32 images / 8) and 1 evaluation batch
+    (rec,) = log(out)
+    assert rec["eval_mode"] == "int" and np.isfinite(rec["train_loss"])
+    ck = train.load_checkpoint(out / "last.pt")
+    assert ck["args"]["qat"] and ck["config"] == init.cfg.to_dict()
+    before = init.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], ck["model"][k])]
+    assert "block.0.attn.q_conv.weight" in changed
+    assert not [k for k in changed if "running" in k or "num_batches" in k], \
+        "BN statistics must stay frozen in QAT"
+
+
+def test_eval_only_prints_json(data, tmp_path, capsys):
+    init_checkpoint(tmp_path / "init.pt")
+    acc = run(data, tmp_path / "ev", "--init", str(tmp_path / "init.pt"), "--eval-only",
+              "--eval-mode", "int")
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
+    rec = json.loads(lines[-1])
+    assert rec["test_acc"] == acc and 0 <= acc <= 1
+    assert rec["mode"] == "int" and rec["images"] == 16 and rec["config"] == CFG
+    assert not (tmp_path / "ev").exists()  # evaluation writes nothing
