@@ -98,11 +98,64 @@ def _spikingformer_graph(model) -> list[dict]:
     return g
 
 
+def _spikformer_graph(model) -> list[dict]:
+    """Spikformer: Conv -> BN -> LIF everywhere; the stream adds spikes (small integers)."""
+    cfg: Config = model.cfg
+    D, S = cfg.dim, cfg.img_size
+    pe = model.patch_embed
+    chans = [D // 8, D // 4, D // 2, D]
+    sizes = [S, S, S, S // 2]
+    g = [_conv("patch_embed.proj_conv", "image", pe.proj_conv, pe.proj_bn, 3, "pixels",
+               (chans[0], S, S), in_scale=pe.pixel_scale.double(),
+               zero_point=pe.zero_point.double()),
+         dict(op="lif", name="patch_embed.proj_lif", inputs=["patch_embed.proj_conv"], v_th=1.0)]
+    for i in (1, 2, 3):
+        g.append(_conv(f"patch_embed.proj_conv{i}", g[-1]["name"],
+                       getattr(pe, f"proj_conv{i}"), getattr(pe, f"proj_bn{i}"), 3, "spikes",
+                       (chans[i], sizes[i], sizes[i])))
+        g.append(dict(op="lif", name=f"patch_embed.proj_lif{i}", inputs=[g[-1]["name"]],
+                      v_th=1.0))
+        if i >= 2:
+            g.append(dict(op="maxpool", name=f"patch_embed.maxpool{i}", inputs=[g[-1]["name"]],
+                          kernel=3, stride=2, pad=1))
+    side = S // 4
+    g.append(_conv("patch_embed.rpe_conv", "patch_embed.maxpool3", pe.rpe_conv, pe.rpe_bn, 3,
+                   "spikes", (D, side, side)))
+    g.append(dict(op="lif", name="patch_embed.rpe_lif", inputs=["patch_embed.rpe_conv"],
+                  v_th=1.0))
+    g.append(dict(op="add", name="patch_embed.tokens",
+                  inputs=["patch_embed.rpe_lif", "patch_embed.maxpool3"]))
+    stream = "patch_embed.tokens"
+    for j, blk in enumerate(model.block):
+        a, m = f"block.{j}.attn", f"block.{j}.mlp"
+        for n in ("q", "k", "v"):
+            g.append(_conv(f"{a}.{n}_linear", stream, getattr(blk.attn, f"{n}_linear"),
+                           getattr(blk.attn, f"{n}_bn"), 1, "int", (D, side, side)))
+            g.append(dict(op="lif", name=f"{a}.{n}_lif", inputs=[f"{a}.{n}_linear"], v_th=1.0))
+        g.append(dict(op="attention", name=f"{a}.attn",
+                      inputs=[f"{a}.q_lif", f"{a}.k_lif", f"{a}.v_lif"], heads=cfg.heads,
+                      scale=0.125, shape=[D, side, side]))
+        g.append(dict(op="lif", name=f"{a}.attn_lif", inputs=[f"{a}.attn"], v_th=0.5))
+        g.append(_conv(f"{a}.proj_linear", f"{a}.attn_lif", blk.attn.proj_linear,
+                       blk.attn.proj_bn, 1, "spikes", (D, side, side)))
+        g.append(dict(op="lif", name=f"{a}.proj_lif", inputs=[f"{a}.proj_linear"], v_th=1.0))
+        g.append(dict(op="add", name=f"block.{j}.attn_residual", inputs=[stream, f"{a}.proj_lif"]))
+        stream = g[-1]["name"]
+        g.append(_conv(f"{m}.fc1_linear", stream, blk.mlp.fc1_linear, blk.mlp.fc1_bn, 1, "int",
+                       (cfg.hidden, side, side)))
+        g.append(dict(op="lif", name=f"{m}.fc1_lif", inputs=[f"{m}.fc1_linear"], v_th=1.0))
+        g.append(_conv(f"{m}.fc2_linear", f"{m}.fc1_lif", blk.mlp.fc2_linear, blk.mlp.fc2_bn, 1,
+                       "spikes", (D, side, side)))
+        g.append(dict(op="lif", name=f"{m}.fc2_lif", inputs=[f"{m}.fc2_linear"], v_th=1.0))
+        g.append(dict(op="add", name=f"block.{j}.mlp_residual", inputs=[stream, f"{m}.fc2_lif"]))
+        stream = g[-1]["name"]
+    g.append(dict(op="head", name="head", inputs=[stream], linear=model.head))
+    return g
+
+
 def fold_batchnorm(model) -> list[dict]:
-    if model.cfg.arch == "spikingformer":
-        return _spikingformer_graph(model)
-    from .spikformer import compile_graph
-    return compile_graph(model)
+    graphs = {"spikingformer": _spikingformer_graph, "spikformer": _spikformer_graph}
+    return graphs[model.cfg.arch](model)
 
 
 # -- pass 2: quantize ------------------------------------------------------------------------

@@ -79,14 +79,18 @@ def ref_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     lead, (H, W) = x.shape[:-3], x.shape[-2:]
     xf = x.reshape(-1, Ci, H, W)
     p = k // 2
-    xp = np.pad(xf, ((0, 0), (0, 0), (p, p), (p, p))) if p else xf
-    out = np.zeros((xf.shape[0], H, W, Co), dtype=np.int64)
-    for dy in range(k):
-        for dx in range(k):
-            patch = xp[:, :, dy:dy + H, dx:dx + W].transpose(0, 2, 3, 1)  # [n, H, W, Ci]
-            out += _matmul(patch.reshape(-1, Ci), w[:, :, dy, dx].T).reshape(out.shape)
-    out += b.astype(np.int64)
-    return out.transpose(0, 3, 1, 2).reshape(*lead, Co, H, W)
+    xp = np.pad(xf, ((0, 0), (0, 0), (p, p), (p, p))).astype(np.float64)
+    # im2col rows [n, H, W, (Ci, k, k)] in chunks of about 32 MB
+    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))
+    wm = w.reshape(Co, -1).T.astype(np.float64)
+    out = np.empty((xf.shape[0], Co, H, W), dtype=np.int64)
+    step = max(1, (32 << 20) // (8 * H * W * Ci * k * k))
+    for i in range(0, xf.shape[0], step):
+        cols = win[i:i + step].transpose(0, 2, 3, 1, 4, 5).reshape(-1, Ci * k * k)
+        y = (cols @ wm).astype(np.int64)  # exact: see module docstring
+        out[i:i + step] = y.reshape(-1, H, W, Co).transpose(0, 3, 1, 2)
+    out += b.astype(np.int64).reshape(-1, 1, 1)
+    return out.reshape(*lead, Co, H, W)
 
 
 def ref_lif(x: np.ndarray, theta: np.ndarray, f: int) -> np.ndarray:

@@ -33,7 +33,8 @@ from .data import augment, load_split
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m model.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--config", default="spikingformer-2-64", help="config name (model.config)")
     p.add_argument("--data", default=None, help="CIFAR-10 folder or file (default ../shared)")
     p.add_argument("--out", default=None, help="run folder (default runs/<config>)")
@@ -158,7 +159,7 @@ def main(argv=None):
         cfg = Config.from_dict(state["config"])
         saved = state["args"]
         for k in ("epochs", "lr", "min_lr", "wd", "warmup", "label_smoothing", "batch_size",
-                  "qat", "seed", "limit_train", "limit_test"):
+                  "qat", "seed", "limit_train", "limit_test", "data", "eval_mode"):
             setattr(args, k, saved[k]) if k not in _explicit(argv) else None
     elif args.init:
         cfg = Config.from_dict(load_checkpoint(args.init)["config"])
@@ -171,7 +172,7 @@ def main(argv=None):
     if args.init and not state:
         model.load_state_dict(load_checkpoint(args.init)["model"])
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
-    start_epoch, best = 0, 0.0
+    start_epoch, best = 0, -1.0
     if state:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])

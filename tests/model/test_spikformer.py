@@ -153,9 +153,10 @@ def test_int_mode_is_exact_integers(monkeypatch):
     for name, s in spikes.items():
         assert set(s.unique().tolist()) <= {0.0, 1.0}, name
     assert rec["logits"].dtype == torch.int64 and rec["logits"].any()
-    # logits = s_head * integer logits, s_head as Run.head computes it
-    w = model.head.weight.double() / (model.cfg.T * model.cfg.tokens)
-    s = w.abs().max() / quant.qmax(model.cfg.weight_bits)
+    # logits = s_head * integer logits; Run.head takes s_head from quant.head_int
+    cfg = model.cfg
+    _, _, s = quant.head_int(model.head.weight, model.head.bias, torch.ones(cfg.dim),
+                             cfg.T * cfg.tokens, cfg.weight_bits, cfg.bias_bits)
     assert torch.allclose(out / s, rec["logits"].double(), rtol=0, atol=1e-6)
     # the same integers twice (no hidden state between forwards)
     out2, rec2 = model(img, mode="int", record=True)
