@@ -375,6 +375,8 @@ def main(argv=None):
     src.add_argument("--random", metavar="CONFIG", help="a config name: random weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weight-bits", type=int, default=None, help="override the config's")
+    p.add_argument("--board", default=None,
+                   help="check the on-chip memory budget for this board (model.budget)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     if args.checkpoint:
@@ -393,6 +395,10 @@ def main(argv=None):
         model = randomize(build_model(cfg), args.seed)
         meta = {"source": f"random seed {args.seed}"}
     cm = compile_model(model, meta)
+    if args.board:
+        from .budget import check
+        _, total, allowed = check(cm, args.board)  # raises BudgetError, saying by how much
+        print(f"fits {args.board}: {total} of {allowed} allowed BRAM36", file=sys.stderr)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     digest = cm.save(args.out)
     n = sum(a.size for k, a in cm.tensors.items() if k.endswith(".weight"))
