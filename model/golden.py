@@ -159,6 +159,74 @@ def _per_image(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], -1).sum(1, dtype=np.int64)
 
 
+def _counts(B: int, **given) -> dict[str, np.ndarray]:
+    st = {c: np.zeros(B, dtype=np.int64) for c in COUNTERS}
+    for k, v in given.items():
+        st[k] = st[k] + v
+    return st
+
+
+def conv_counts(x: np.ndarray, w_shape: tuple, source: str) -> dict[str, np.ndarray]:
+    """Counts of a conv on x ([B, T, Ci, H, W] spikes or integers, [B, Ci, H, W] pixels)."""
+    Co, Ci, k, _ = w_shape
+    B, (H, W) = x.shape[0], x.shape[-2:]
+    fan = _fanout(H, W, k)
+    if source == "pixels":  # computed once, reused for all T steps
+        taps = Co * Ci * int(fan.sum())  # valid (input, output) pairs
+        return _counts(B, macs=taps, weight_reads=taps + Co, act_reads=Ci * H * W)
+    nz = (x != 0).sum(axis=2)  # [B, T, H, W] non-zero inputs per position
+    reach = _per_image(nz * fan) * Co
+    work = dict(sops=reach, spikes_in=_per_image(x)) if source == "spikes" else dict(macs=reach)
+    return _counts(B, weight_reads=reach + Co, act_reads=x[0].size, **work)
+
+
+def lif_counts(s: np.ndarray, channels: int) -> dict[str, np.ndarray]:
+    """Counts of a LIF layer that fired s [B, T, C, ...] (one threshold read per channel)."""
+    n = s[0].size
+    return _counts(s.shape[0], spikes_out=_per_image(s), neuron_updates=n,
+                   weight_reads=channels, act_writes=n)
+
+
+def maxpool_counts(x: np.ndarray, out: np.ndarray) -> dict[str, np.ndarray]:
+    return _counts(x.shape[0], act_reads=x[0].size, act_writes=out[0].size)
+
+
+def attention_counts(q, k, v, heads: int, order: str) -> dict[str, np.ndarray]:
+    """SOPs of spike attention in the compiler's order, per image.
+
+    kv_first: K^T V takes one increment per (token, K spike, V spike) of a head, then each Q
+    spike adds a row of d integers. qk_first: Q K^T takes one increment per coincident (q, k)
+    spike pair, then each V spike adds a column of N integers.
+    """
+    B, T, C, H, W = q.shape
+    d, N = C // heads, H * W
+
+    def split(s):
+        return s.reshape(B, T, heads, d, N).astype(np.int64)
+
+    Q, K, V = split(q), split(k), split(v)
+    if order == "kv_first":
+        sops = (K.sum(3) * V.sum(3)).reshape(B, -1).sum(1) + _per_image(Q) * d
+    elif order == "qk_first":
+        sops = (Q.sum(4) * K.sum(4)).reshape(B, -1).sum(1) + _per_image(V) * N
+    else:
+        raise ModelFileError(f"Unknown attention order {order!r}")
+    return _counts(B, sops=sops, spikes_in=_per_image(Q) + _per_image(K) + _per_image(V),
+                   act_reads=3 * q[0].size)
+
+
+def add_counts(out: np.ndarray) -> dict[str, np.ndarray]:
+    n = out[0].size
+    return _counts(out.shape[0], adds=n, act_reads=2 * n, act_writes=n)
+
+
+def head_counts(x: np.ndarray, w_shape: tuple) -> dict[str, np.ndarray]:
+    """The sum over time and tokens (adds), then K x C multiply-accumulates."""
+    K, C = w_shape
+    return _counts(x.shape[0], adds=x[0].size - C, macs=K * C, weight_reads=K * C + K,
+                   act_reads=x[0].size)
+
+
 # -- the interpreter ------------------------------------------------------------------------
 def run(cm: CompiledModel, images: np.ndarray, record: bool = False) -> Result:
     """Run the layer program on a batch of images."""
@@ -176,94 +244,42 @@ def run(cm: CompiledModel, images: np.ndarray, record: bool = False) -> Result:
                 raise ModelFileError(f"{op['name']}: {op[key]}-bit values exceed the golden "
                                      f"model's exact range")
         name, kind = op["name"], op["op"]
-        st = {c: np.zeros(B, dtype=np.int64) for c in COUNTERS}
         tens = {role: cm.tensor(key) for role, key in op.get("tensors", {}).items()}
         ins = [img if i == "image" else vals[i] for i in op.get("inputs", [])]
         if kind == "conv":
             x, w, b = ins[0], tens["weight"], tens["bias"]
-            Co, Ci, k, _ = w.shape
-            H, W = x.shape[-2:]
-            fan = _fanout(H, W, k)
-            if op["input"] == "pixels":  # computed once, reused for all T steps
+            if op["input"] == "pixels":
                 zp = tens["zero_point"].astype(np.int64).reshape(1, -1, 1, 1)
                 out = ref_conv(x.astype(np.int64) - zp, w, b)
-                taps = Ci * int(fan.sum())  # valid (input, output) pairs per output channel
-                st["macs"][:] = Co * taps
-                st["weight_reads"][:] = Co * taps
-                st["act_reads"][:] = Ci * H * W
             else:
                 out = ref_conv(x.astype(np.int64), w, b)
-                nz = (x != 0).sum(axis=2)  # [B, T, H, W] non-zero inputs per position
-                reach = _per_image(nz * fan) * Co
-                if op["input"] == "spikes":
-                    st["sops"] = reach
-                    st["spikes_in"] = _per_image(x)
-                else:  # integer inputs (Spikformer's stream): a multiply each
-                    st["macs"] = reach
-                st["weight_reads"] = reach.copy()
-                st["act_reads"][:] = T * Ci * H * W
-            st["weight_reads"] += Co  # one bias per output channel
-            vals[name] = out
+            st = conv_counts(x, w.shape, op["input"])
         elif kind == "lif":
             x = ins[0]
             if x.ndim == 4:  # a static current (first layer): the same at every step
                 x = np.broadcast_to(x[:, None], (B, T) + x.shape[1:])
-            s = ref_lif(x, tens["theta"], f)
-            vals[name] = s
-            st["spikes_out"] = _per_image(s)
-            st["neuron_updates"][:] = s[0].size
-            st["weight_reads"][:] = len(tens["theta"])
-            st["act_writes"][:] = s[0].size
-            if record:
-                spikes[name] = s
+            out = ref_lif(x, tens["theta"], f)
+            st = lif_counts(out, len(tens["theta"]))
         elif kind == "maxpool":
-            x = ins[0]
-            out = ref_maxpool(x, op["kernel"], op["stride"], op["pad"])
-            vals[name] = out
-            st["act_reads"][:] = x[0].size
-            st["act_writes"][:] = out[0].size
-            if record:
-                spikes[name] = out
+            out = ref_maxpool(ins[0], op["kernel"], op["stride"], op["pad"])
+            st = maxpool_counts(ins[0], out)
         elif kind == "attention":
-            q, k, v = ins
-            heads = op["heads"]
-            y = ref_attention(q, k, v, heads)
-            vals[name] = y
-            Bq, Tq, C, H, W = q.shape
-            d, N = C // heads, H * W
-
-            def split(s):
-                return s.reshape(B, Tq, heads, d, N).astype(np.int64)
-
-            Q, K, V = split(q), split(k), split(v)
-            if op["order"] == "kv_first":
-                # K^T V: one increment per (token, K spike, V spike); then each Q spike adds a
-                # row of d integers.
-                st["sops"] = (K.sum(3) * V.sum(3)).reshape(B, -1).sum(1) + _per_image(Q) * d
-            else:
-                # Q K^T: one increment per coincident (q, k) pair; then each V spike adds a
-                # column of N integers.
-                st["sops"] = (Q.sum(4) * K.sum(4)).reshape(B, -1).sum(1) + _per_image(V) * N
-            st["spikes_in"] = _per_image(Q) + _per_image(K) + _per_image(V)
-            st["act_reads"][:] = 3 * q[0].size
+            out = ref_attention(*ins, op["heads"])
+            st = attention_counts(*ins, op["heads"], op["order"])
         elif kind == "add":
             a, b = ins
             if a.ndim == 4:
                 a = np.broadcast_to(a[:, None], b.shape)
-            vals[name] = a.astype(np.int64) + b.astype(np.int64)
-            st["adds"][:] = vals[name][0].size
-            st["act_reads"][:] = 2 * vals[name][0].size
-            st["act_writes"][:] = vals[name][0].size
+            out = a.astype(np.int64) + b.astype(np.int64)
+            st = add_counts(out)
         elif kind == "head":
-            x, w, b = ins[0], tens["weight"], tens["bias"]
-            logits = ref_head(x, w, b)
-            K, C = w.shape
-            st["adds"][:] = x[0].size - C  # the sum over time and tokens
-            st["macs"][:] = K * C
-            st["weight_reads"][:] = K * C + K
-            st["act_reads"][:] = x[0].size
+            logits = out = ref_head(ins[0], tens["weight"], tens["bias"])
+            st = head_counts(ins[0], tens["weight"].shape)
         else:
             raise ModelFileError(f"Layer {name!r}: unknown op {kind!r}")
+        vals[name] = out
+        if record and kind in ("lif", "maxpool"):
+            spikes[name] = out
         stats[name] = st
         # Drop values no later layer reads (keeps memory flat for large batches).
         _release(cm.program, op, vals)
