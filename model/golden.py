@@ -17,8 +17,9 @@ Per layer and per image, ``stats`` counts:
 - ``macs``: multiply-accumulates on non-spike inputs (first layer, head, integer inputs);
 - ``adds``: other additions (residual stream adds, the head's sum over tokens and time);
 - ``spikes_in`` / ``spikes_out``: spikes read / fired; ``neuron_updates``: LIF charge steps;
-- ``weight_reads``, ``act_reads``, ``act_writes``: memory accesses in elements (weights and
-  biases read per use; spike maps, pixel and stream values read and written per element).
+- ``weight_reads``, ``act_reads``, ``act_writes``: memory accesses in elements: a weight per
+  synapse used, a bias per output neuron and a threshold per LIF neuron (each held in a
+  register over the neuron's T steps); spike maps, pixels and stream values per element.
 """
 
 from __future__ import annotations
@@ -173,18 +174,19 @@ def conv_counts(x: np.ndarray, w_shape: tuple, source: str) -> dict[str, np.ndar
     fan = _fanout(H, W, k)
     if source == "pixels":  # computed once, reused for all T steps
         taps = Co * Ci * int(fan.sum())  # valid (input, output) pairs
-        return _counts(B, macs=taps, weight_reads=taps + Co, act_reads=Ci * H * W)
+        return _counts(B, macs=taps, weight_reads=taps + Co * H * W, act_reads=Ci * H * W)
     nz = (x != 0).sum(axis=2)  # [B, T, H, W] non-zero inputs per position
     reach = _per_image(nz * fan) * Co
     work = dict(sops=reach, spikes_in=_per_image(x)) if source == "spikes" else dict(macs=reach)
-    return _counts(B, weight_reads=reach + Co, act_reads=x[0].size, **work)
+    return _counts(B, weight_reads=reach + Co * H * W, act_reads=x[0].size, **work)
 
 
-def lif_counts(s: np.ndarray, channels: int) -> dict[str, np.ndarray]:
-    """Counts of a LIF layer that fired s [B, T, C, ...] (one threshold read per channel)."""
+def lif_counts(s: np.ndarray) -> dict[str, np.ndarray]:
+    """Counts of a LIF layer that fired s [B, T, C, ...]: one threshold read per neuron (held
+    over its T steps), one charge step and one spike-bit write per neuron and step."""
     n = s[0].size
     return _counts(s.shape[0], spikes_out=_per_image(s), neuron_updates=n,
-                   weight_reads=channels, act_writes=n)
+                   weight_reads=n // s.shape[1], act_writes=n)
 
 
 def maxpool_counts(x: np.ndarray, out: np.ndarray) -> dict[str, np.ndarray]:
@@ -259,7 +261,7 @@ def run(cm: CompiledModel, images: np.ndarray, record: bool = False) -> Result:
             if x.ndim == 4:  # a static current (first layer): the same at every step
                 x = np.broadcast_to(x[:, None], (B, T) + x.shape[1:])
             out = ref_lif(x, tens["theta"], f)
-            st = lif_counts(out, len(tens["theta"]))
+            st = lif_counts(out)
         elif kind == "maxpool":
             out = ref_maxpool(ins[0], op["kernel"], op["stride"], op["pad"])
             st = maxpool_counts(ins[0], out)

@@ -1,0 +1,1 @@
+"""Amaranth gateware of the accelerator. Never imports torch; reads compiled model files."""
