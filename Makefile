@@ -10,7 +10,7 @@ MODEL ?= models/default.sfm
 
 setup:
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[train,test]"
+	$(PIP) -e ".[train,test,hw]"
 
 run: setup
 	$(PY) -m model.infer --model $(MODEL)

@@ -71,12 +71,13 @@ def main(argv=None):
     sets = [("bundled_256", BUNDLED_TEST)]
     try:
         load_split(args.data, "test")
-        sets.insert(0, ("cifar10_test", args.data))
+        sets.insert(0, ("cifar10_test" if not args.n else f"cifar10_test_first_{args.n}",
+                        args.data))
     except FileNotFoundError as e:
         print(f"full test set not found ({e}); bundled images only", file=sys.stderr)
     for key, src in sets:
         x, y = load_split(src, "test")
-        if args.n and key == "cifar10_test":
+        if args.n and key.startswith("cifar10_test"):
             x, y = x[:args.n], y[:args.n]
         res = run_batched(cm, x, 64, progress=True)
         acc_int = float((res.classes == y).mean())
