@@ -42,11 +42,12 @@ def _check(images: np.ndarray, labels: np.ndarray, source) -> tuple[np.ndarray, 
 
 
 def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with np.load(path) as d:
-            return _check(d["images"], d["labels"], path)
-    except KeyError as e:
-        raise ValueError(f"{path}: missing array {e} (need 'images' and 'labels')") from None
+    with np.load(path) as d:
+        missing = [k for k in ("images", "labels") if k not in d.files]
+        if missing:
+            raise ValueError(f"{path}: missing array {missing[0]!r} (need 'images' and "
+                             f"'labels', found {d.files})")
+        return _check(d["images"], d["labels"], path)
 
 
 def _load_batches(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:

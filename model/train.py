@@ -48,6 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.add_argument("--init", default=None, help="start from these weights (a checkpoint)")
+    p.add_argument("--weight-bits", type=int, default=None,
+                   help="weight width of the integer mode (default: the config's)")
     p.add_argument("--qat", action="store_true",
                    help="train in integer mode (BN folded and frozen, integer weights via STE)")
     p.add_argument("--eval-only", action="store_true")
@@ -165,6 +167,8 @@ def main(argv=None):
         cfg = Config.from_dict(load_checkpoint(args.init)["config"])
     else:
         cfg = get_config(args.config)
+    if args.weight_bits and not state:
+        cfg = Config.from_dict({**cfg.to_dict(), "weight_bits": args.weight_bits})
     eval_mode = args.eval_mode or ("int" if args.qat else "float")
 
     torch.manual_seed(args.seed)
