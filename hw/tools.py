@@ -49,6 +49,10 @@ UNITS: dict[str, tuple[str, dict]] = {
     "head": ("hw.head:Head", {"channels": 64, "classes": 10, "lanes": 8, "in_width": 18,
                               "acc_width": 26, "weight_width": 8, "bias_width": 32,
                               "logit_width": 36}),
+    "priority": ("hw.priority:SpikeScanner", {"words": 18, "word_width": 32}),
+    "ac_conv": ("hw.ac_conv:ACConv", {"lanes": 8, "co_max": 256, "acc_width": 20}),
+    "mac_conv": ("hw.mac_conv:MACConv", {"lanes": 8, "ci_max": 3, "acc_width": 20}),
+    "attention": ("hw.attention:SpikeAttention", {"lanes": 8, "order": "both", "head_align": 8}),
 }
 
 

@@ -1,0 +1,540 @@
+"""The event-driven AC conv engine: a 3x3 or 1x1 conv on binary spikes, one spike per cycle.
+
+``model.golden.ref_conv`` on a spike map, exactly (stride 1, zero padding k // 2), and the
+activity counts of ``model.golden.conv_counts(x, w.shape, "spikes")``. See docs/hw_ac_conv.md
+for the design, its numbers and the reasoning behind them.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, ceil_log2
+
+from .counters import add_counter
+from .priority import SpikeScanner
+
+__all__ = ["ACConv"]
+
+
+def _positive(what: str, value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, not {value!r}")
+    return value
+
+
+def _power_of_two(what: str, value) -> int:
+    _positive(what, value)
+    if value & (value - 1):
+        raise ValueError(f"{what} must be a power of two, not {value!r}")
+    return value
+
+
+def _thermometer(last, width: int):
+    """``width`` bits, bit i set when i <= ``last``."""
+    return Cat(Const(1) if i == 0 else Const(i, width) <= last for i in range(width))
+
+
+class ACConv(wiring.Component):
+    """Conv on binary spikes by accumulation: each input spike adds a row of P weights.
+
+    For output position (y, x), time step t and output channel o (stride 1, pad p = k // 2)::
+
+        current[t, o, y, x] = bias[o] + sum over taps (dy, dx) inside the map and channels c
+                              with spike[t, c, y + dy - p, x + dx - p] == 1 of w[o, c, dy, dx]
+
+    ``ref_conv`` on spikes. Loop order: for position (row-major), for t, for group of P
+    output channels (lane l = channel group * P + l), for each spike of the window.
+
+    Layer parameters (sampled at ``start``): ``ci``, ``co``, ``k`` (1 or 3), ``height``,
+    ``width``, ``steps`` (T) and the base addresses of the three memories:
+
+    - spikes: one ``word_width``-bit word per (t, y, x) and channel word (``nwords`` =
+      ceil(Ci / word_width) consecutive words per position, bit c of word i = channel
+      i * word_width + c), address ``spike_base + ((t * H + y) * W + x) * nwords + i``;
+    - weights: rows of P weights, row ``weight_base + group * K + tap * Ci + c``, K = k*k*Ci,
+      tap = dy * k + dx; lanes beyond Co in the last group hold zeros;
+    - biases: rows of P biases, row ``bias_base + group``.
+
+    Every read port returns data one cycle after ``*_addr`` with ``*_en`` and holds it while
+    ``*_en`` is low (an ``amaranth.lib.memory`` synchronous read port).
+
+    Output stream ``o``, one beat per (position, t, group): ``current`` (P signed
+    ``acc_width``: accumulator + bias), ``mask`` (lanes that hold a channel < Co), ``pos``
+    (y * W + x), ``t``, ``group``, ``last`` (the layer's last beat). ``done`` pulses once the
+    last beat is taken.
+
+    Dataflow (details in docs/hw_ac_conv.md): a fetcher reads each window's spike words
+    (valid taps only: padding is never fetched) into one of ``windows`` slots of a LUT RAM
+    window buffer, with a flag per non-zero word; a ``SpikeScanner`` yields the window's set
+    bits, one per cycle, skipping empty words in zero cycles, once per group; each bit reads a
+    weight row, and P accumulators add it. Fetching overlaps the scanning of earlier windows.
+    Throughput: one spike (P synapses) per cycle, max(1, spikes) cycles per (window, group);
+    latency from a bit to its output beat 3 cycles.
+
+    Parameters: ``lanes`` P (a power of two), ``ci_max`` (3x3 layers; 1x1 layers take up to
+    ``ci_max_1x1`` = 9 x the window's words per tap x ``word_width``), ``co_max``, ``hw_max``,
+    ``t_max``, ``word_width`` (spike memory word), ``scan_width`` (the scanner's word: a part of
+    a spike word, default min(32, word_width)), widths, ``windows`` (window buffers, >= 2) and
+    address widths.
+
+    Accumulators are ``acc_width`` bits and wrap: the compiler's bound (the layer's ``bits``,
+    from |bias| + 9 Ci max|w|) must fit, which is what makes overflow impossible.
+
+    Counters (``counter_width`` bits, cleared by ``clear``), equal to ``conv_counts``:
+    ``sops`` (valid lanes per spike event), ``spikes_in`` (set bits of the input map, counted
+    when the centre tap's bit is scanned for group 0), ``weight_reads`` (a weight per synapse
+    and a bias per output neuron, read at t = 0 and held over the T steps), ``act_reads``
+    (T Ci H W: every map bit once, counted as Ci per window). Besides: ``act_words`` (spike
+    words physically read: a word serves up to 9 windows, so this exceeds act_reads / word
+    width), ``weight_rows`` (weight and bias rows physically read), ``busy_cycles`` and
+    ``stall_cycles`` (busy cycles that issue no spike event or bias-only beat).
+    """
+
+    def __init__(self, *, lanes: int = 8, ci_max: int = 64, co_max: int = 256,
+                 hw_max: int = 32, t_max: int = 4, word_width: int = 64,
+                 scan_width: int | None = None, weight_width: int = 8, bias_width: int = 16,
+                 acc_width: int = 20, windows: int = 4, spike_addr_width: int = 16, weight_addr_width: int = 16,
+                 bias_addr_width: int = 10, counter_width: int = 32):
+        self.lanes = _power_of_two("Lane count", lanes)
+        self.ci_max = _positive("Maximum input channel count", ci_max)
+        self.co_max = _positive("Maximum output channel count", co_max)
+        self.hw_max = _positive("Maximum height and width", hw_max)
+        self.t_max = _positive("Maximum time step count", t_max)
+        self.word_width = _power_of_two("Spike word width", word_width)
+        scan_width = min(32, word_width) if scan_width is None else scan_width
+        self.scan_width = _power_of_two("Scan width", scan_width)
+        if scan_width > word_width:
+            raise ValueError(f"Scan width {scan_width} exceeds the spike word width "
+                             f"{word_width}")
+        self.weight_width = _positive("Weight width", weight_width)
+        self.bias_width = _positive("Bias width", bias_width)
+        self.acc_width = _positive("Accumulator width", acc_width)
+        if acc_width < max(weight_width, bias_width):
+            raise ValueError(f"Accumulator width {acc_width} is narrower than the weights "
+                             f"({weight_width}) or biases ({bias_width})")
+        self.windows = _positive("Window buffer count", windows)
+        if windows < 2:
+            raise ValueError(f"Window buffer count must be at least 2, not {windows}")
+        self.spike_addr_width = _positive("Spike address width", spike_addr_width)
+        self.weight_addr_width = _positive("Weight address width", weight_addr_width)
+        self.bias_addr_width = _positive("Bias address width", bias_addr_width)
+        self.counter_width = _positive("Counter width", counter_width)
+
+        WW, P = word_width, lanes
+        self.tap_words = 1 << ceil_log2(-(-ci_max // WW))  # word slots per tap
+        self.slots = 9 * self.tap_words  # words of a window
+        self.ci_max_1x1 = self.slots * WW  # a 1x1 window uses every slot for its centre
+        self.groups_max = -(-co_max // P)
+
+        self.out_layout = data.StructLayout({
+            "current": data.ArrayLayout(signed(acc_width), P),
+            "mask": unsigned(P),
+            "pos": unsigned(max(1, bits_for(hw_max * hw_max - 1))),
+            "t": unsigned(max(1, bits_for(t_max - 1))),
+            "group": unsigned(max(1, bits_for(self.groups_max - 1))),
+            "last": unsigned(1),
+        })
+        cw = counter_width
+        super().__init__({
+            "start": In(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "clear": In(1),
+            # layer parameters, sampled at start
+            "ci": In(bits_for(self.ci_max_1x1)),
+            "co": In(bits_for(co_max)),
+            "k": In(2),
+            "height": In(bits_for(hw_max)),
+            "width": In(bits_for(hw_max)),
+            "steps": In(bits_for(t_max)),
+            "spike_base": In(spike_addr_width),
+            "weight_base": In(weight_addr_width),
+            "bias_base": In(bias_addr_width),
+            # memory read ports
+            "spike_addr": Out(spike_addr_width),
+            "spike_en": Out(1),
+            "spike_data": In(WW),
+            "weight_addr": Out(weight_addr_width),
+            "weight_en": Out(1),
+            "weight_data": In(data.ArrayLayout(signed(weight_width), P)),
+            "bias_addr": Out(bias_addr_width),
+            "bias_en": Out(1),
+            "bias_data": In(data.ArrayLayout(signed(bias_width), P)),
+            # output currents, one beat per (position, t, group)
+            "o": Out(stream.Signature(self.out_layout)),
+            # activity counters
+            "sops": Out(cw),
+            "spikes_in": Out(cw),
+            "weight_reads": Out(cw),
+            "act_reads": Out(cw),
+            "act_words": Out(cw),
+            "weight_rows": Out(cw),
+            "busy_cycles": Out(cw),
+            "stall_cycles": Out(cw),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        P, WW, NB = self.lanes, self.word_width, self.windows
+        G, TW = self.slots, self.tap_words
+        twb = ceil_log2(TW)  # bits of a word index within a tap
+        slot_bits = ceil_log2(G)
+        nb_bits = max(1, ceil_log2(NB))
+        saw, waw = self.spike_addr_width, self.weight_addr_width
+        hwb, tb = bits_for(self.hw_max), bits_for(self.t_max)
+
+        # -- layer registers, sampled at start ----------------------------------------------
+        ci = Signal.like(self.ci)
+        co = Signal.like(self.co)
+        k3 = Signal()
+        H = Signal(hwb)
+        W = Signal(hwb)
+        T = Signal(tb)
+        spike_base = Signal(saw)
+        weight_base = Signal(waw)
+        bias_base = Signal.like(self.bias_base)
+
+        # derived (combinational from the layer registers, stable over a layer)
+        nwords = Signal(range(G + 1))  # spike words per position
+        groups_m1 = Signal(max(1, bits_for(self.groups_max - 1)))  # groups - 1
+        last_mask = Signal(P)  # lanes of the last group that hold a channel
+        K = Signal(waw)  # weight rows per group
+        tail = Signal(WW)  # channel bits of a position's last word
+        co_m1 = Signal(len(co))
+        ci_m1 = Signal(len(ci))
+        m.d.comb += [
+            co_m1.eq(co - 1),
+            ci_m1.eq(ci - 1),
+            nwords.eq((ci_m1 >> ceil_log2(WW)) + 1),
+            groups_m1.eq(co_m1 >> ceil_log2(P)),
+            last_mask.eq(_thermometer(co_m1[:ceil_log2(P)], P)),
+            K.eq(Mux(k3, (ci << 3) + ci, ci)),
+            tail.eq(_thermometer(ci_m1[:ceil_log2(WW)], WW)),
+        ]
+        # tap * Ci, tap = 0..8 (registered at setup, read per spike)
+        tap_ci = Array(Signal(waw, name=f"tap_ci{i}") for i in range(9))
+
+        # strides of the spike map, from a shift-add multiplier during setup
+        rowstride = Signal(saw)  # W * nwords
+        frame = Signal(saw)  # H * W * nwords
+        mul_a = Signal(saw)
+        mul_b = Signal(max(len(nwords), hwb))
+        mul_acc = Signal(saw)
+
+        # -- command FSM ----------------------------------------------------------------------
+        running = Signal()  # fetch and scan enabled
+        finished = Signal()  # the last beat was taken
+        with m.FSM(name="cmd"):
+            with m.State("Idle"):
+                with m.If(self.start):
+                    m.d.sync += [
+                        ci.eq(self.ci), co.eq(self.co), k3.eq(self.k == 3),
+                        H.eq(self.height), W.eq(self.width), T.eq(self.steps),
+                        spike_base.eq(self.spike_base), weight_base.eq(self.weight_base),
+                        bias_base.eq(self.bias_base),
+                    ]
+                    m.next = "Setup-Rowstride"
+            with m.State("Setup-Rowstride"):
+                # rowstride = W * nwords; tap_ci[i] = i * Ci
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [mul_a.eq(W), mul_b.eq(nwords), mul_acc.eq(0)]
+                m.d.sync += [tap_ci[i].eq(sum(ci << b for b in range(4) if i >> b & 1))
+                             for i in range(1, 9)]
+                m.next = "Multiply-Rowstride"
+            with m.State("Multiply-Rowstride"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(mul_b.any()):
+                    m.d.sync += [mul_acc.eq(mul_acc + Mux(mul_b[0], mul_a, 0)),
+                                 mul_a.eq(mul_a << 1), mul_b.eq(mul_b >> 1)]
+                with m.Else():
+                    m.d.sync += [rowstride.eq(mul_acc), mul_a.eq(mul_acc), mul_b.eq(H),
+                                 mul_acc.eq(0)]
+                    m.next = "Multiply-Frame"
+            with m.State("Multiply-Frame"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(mul_b.any()):
+                    m.d.sync += [mul_acc.eq(mul_acc + Mux(mul_b[0], mul_a, 0)),
+                                 mul_a.eq(mul_a << 1), mul_b.eq(mul_b >> 1)]
+                with m.Else():
+                    m.d.sync += frame.eq(mul_acc)
+                    m.next = "Run"
+            with m.State("Run"):
+                m.d.comb += [self.busy.eq(1), running.eq(1)]
+                with m.If(finished):
+                    m.next = "Done"
+            with m.State("Done"):
+                m.d.comb += self.done.eq(1)
+                m.next = "Idle"
+        setup = Signal()  # the cycle before Run: reset the fetcher and the scanner
+        m.d.comb += setup.eq(self.busy & ~running)
+
+        # -- window buffer: NB windows of G words (LUT RAM), a flag per non-zero part -------
+        # The scanner works on parts of SW bits (R parts per word): its word index is
+        # Cat(part, slot).
+        SW = self.scan_width
+        R = WW // SW
+        rb = ceil_log2(R)
+        GP = 1 << slot_bits
+        m.submodules.window_mem = wmem = memory.Memory(shape=WW, depth=NB * GP, init=[])
+        wr = wmem.write_port()
+        rd = wmem.read_port(domain="comb")
+        flags = Array(Signal(G * R, name=f"flags{b}") for b in range(NB))
+
+        nalloc = Signal(range(NB + 1))  # windows being fetched, fetched or scanned
+        nready = Signal(range(NB + 1))  # windows fetched, not yet taken by the scanner
+        alloc = Signal()
+        complete = Signal()
+        take = Signal()
+        release = Signal()
+        m.d.sync += [nalloc.eq(nalloc + alloc - release), nready.eq(nready + complete - take)]
+
+        # -- fetcher ----------------------------------------------------------------------------
+        # The window to fetch next: (py, px, pt), its centre word address.
+        py, px = Signal(hwb), Signal(hwb)
+        pt = Signal(tb)
+        p_pos = Signal(saw)  # address of (t = 0, py, px)
+        p_center = Signal(saw)  # address of (pt, py, px)
+        p_more = Signal()  # windows left to fetch
+        top = Signal()
+        bottom = Signal()
+        left = Signal()
+        right = Signal()
+        m.d.comb += [
+            top.eq(k3 & (py != 0)), bottom.eq(k3 & (py != H - 1)),
+            left.eq(k3 & (px != 0)), right.eq(k3 & (px != W - 1)),
+        ]
+        # The window being fetched: rows dy (dy_lo..dy_hi), columns dx, words w of a tap.
+        f_active = Signal()
+        fa = Signal(saw)  # read address
+        row_start = Signal(saw)
+        dy, dy_hi = Signal(2), Signal(2)
+        dx, dx_lo, dx_hi = Signal(2), Signal(2), Signal(2)
+        w = Signal(range(G))
+        tap, row_tap = Signal(4), Signal(4)
+        fb = Signal(nb_bits)  # its buffer
+        f_end = Signal()
+        m.d.comb += f_end.eq(f_active & (w == nwords - 1) & (dx == dx_hi) & (dy == dy_hi))
+        m.d.comb += alloc.eq(running & p_more & (nalloc < NB) & (~f_active | f_end))
+
+        m.d.comb += [self.spike_addr.eq(fa), self.spike_en.eq(f_active)]
+        with m.If(f_active):
+            with m.If(w != nwords - 1):
+                m.d.sync += [w.eq(w + 1), fa.eq(fa + 1)]
+            with m.Elif(dx != dx_hi):
+                m.d.sync += [w.eq(0), dx.eq(dx + 1), tap.eq(tap + 1), fa.eq(fa + 1)]
+            with m.Elif(dy != dy_hi):
+                m.d.sync += [w.eq(0), dx.eq(dx_lo), dy.eq(dy + 1),
+                             tap.eq(row_tap + 3), row_tap.eq(row_tap + 3),
+                             fa.eq(row_start + rowstride), row_start.eq(row_start + rowstride)]
+            with m.Else():
+                m.d.sync += [f_active.eq(0), fb.eq(Mux(fb == NB - 1, 0, fb + 1))]
+        with m.If(alloc):
+            start_row = p_center - Mux(top, rowstride, 0) - Mux(left, nwords, 0)
+            m.d.sync += [
+                f_active.eq(1), w.eq(0), fa.eq(start_row), row_start.eq(start_row),
+                dy.eq(~top), dy_hi.eq(1 + bottom), dx.eq(~left), dx_lo.eq(~left),
+                dx_hi.eq(1 + right), tap.eq(Mux(top, 0, 3) + ~left),
+                row_tap.eq(Mux(top, 0, 3) + ~left),
+                flags[Mux(f_active, Mux(fb == NB - 1, 0, fb + 1), fb)].eq(0),
+            ]
+            # advance the pending window: t innermost, then x, then y
+            with m.If(pt != T - 1):
+                m.d.sync += [pt.eq(pt + 1), p_center.eq(p_center + frame)]
+            with m.Else():
+                m.d.sync += [pt.eq(0), p_pos.eq(p_pos + nwords), p_center.eq(p_pos + nwords)]
+                with m.If(px != W - 1):
+                    m.d.sync += px.eq(px + 1)
+                with m.Else():
+                    m.d.sync += [px.eq(0), py.eq(py + 1)]
+                    with m.If(py == H - 1):
+                        m.d.sync += p_more.eq(0)
+        with m.If(setup):
+            m.d.sync += [py.eq(0), px.eq(0), pt.eq(0), p_pos.eq(spike_base),
+                         p_center.eq(spike_base), p_more.eq(1), f_active.eq(0), fb.eq(0)]
+
+        # Read data arrives a cycle later: write it into the window buffer, flag it.
+        d_valid, d_tail, d_end = Signal(), Signal(), Signal()
+        d_slot = Signal(slot_bits)
+        d_buf = Signal(nb_bits)
+        m.d.sync += [
+            d_valid.eq(f_active), d_tail.eq(w == nwords - 1), d_end.eq(f_end),
+            d_slot.eq(Mux(k3, Cat(w[:twb], tap), w)), d_buf.eq(fb),
+        ]
+        word = Signal(WW)
+        m.d.comb += [
+            word.eq(self.spike_data & Mux(d_tail, tail, ~0)),
+            wr.addr.eq(Cat(d_slot, d_buf)), wr.data.eq(word), wr.en.eq(d_valid),
+            complete.eq(d_valid & d_end),
+        ]
+        parts = Signal(R)  # which parts of the word hold a spike
+        m.d.comb += parts.eq(Cat(word.word_select(i, SW).any() for i in range(R)))
+        with m.If(d_valid & parts.any()):
+            m.d.sync += flags[d_buf].eq(flags[d_buf] | (parts << (d_slot << rb)))
+
+        # -- scanner and issue stage ------------------------------------------------------------
+        m.submodules.scanner = scan = SpikeScanner(words=G * R, word_width=SW)
+        active = Signal()  # a window is being scanned
+        sb = Signal(nb_bits)  # its buffer
+        s_empty = Signal()  # it has no spike
+        g = Signal.like(groups_m1)
+        gfirst = Signal()  # the next event is the first of its (window, group)
+        wgbase = Signal(waw)  # weight_base + g * K
+        sy, sx = Signal(hwb), Signal(hwb)
+        spos = Signal(len(self.o.payload.pos))
+        st = Signal(tb)
+
+        adv = Signal()  # the pipeline moves: the output register is free or drains
+        m.d.comb += adv.eq(~self.o.valid | self.o.ready)
+        ev_valid = Signal()
+        ev_last = Signal()
+        issue = Signal()
+        group_end = Signal()
+        window_end = Signal()
+        m.d.comb += [
+            ev_valid.eq(active & (s_empty | scan.valid)),
+            ev_last.eq(s_empty | scan.last),
+            issue.eq(adv & ev_valid),
+            group_end.eq(issue & ev_last),
+            window_end.eq(group_end & (g == groups_m1)),
+            release.eq(window_end),
+        ]
+        # The next vector the scanner loads is known a cycle ahead: the same window again
+        # while groups are left, else the next window (buffer sb + 1, or sb when idle). Only
+        # *whether* it loads depends on this cycle's last bit, so the flags and the buffer
+        # index come from registers, off the scanner's critical path.
+        sb_next = Signal(nb_bits)
+        m.d.comb += sb_next.eq(Mux(active, Mux(sb == NB - 1, 0, sb + 1), sb))
+        m.d.comb += take.eq(running & adv & (nready != 0) & (~active | window_end))
+        to_next = Signal()  # the next load is of the next window
+        m.d.comb += to_next.eq(~active | (g == groups_m1))
+        load_buf = Signal(nb_bits)
+        load_flags = Signal(G * R)
+        m.d.comb += [load_buf.eq(Mux(to_next, sb_next, sb)), load_flags.eq(flags[load_buf])]
+        next_flags = load_flags  # used by take only, when to_next holds
+
+        m.d.comb += [
+            scan.next.eq(issue & ~s_empty),
+            scan.load.eq(Mux(take, next_flags.any(),
+                             group_end & ~window_end & ~s_empty)),
+            scan.flags.eq(load_flags),
+            rd.addr.eq(Cat(scan.word_addr[rb:rb + slot_bits], Mux(scan.load, load_buf, sb))),
+            scan.word_data.eq(rd.data.word_select(scan.word_addr[:rb], SW) if R > 1
+                              else rd.data),
+        ]
+        with m.If(group_end):
+            m.d.sync += [g.eq(g + 1), wgbase.eq(wgbase + K), gfirst.eq(1)]
+        with m.Elif(issue):
+            m.d.sync += gfirst.eq(0)
+        with m.If(window_end):
+            m.d.sync += [active.eq(0), sb.eq(sb_next)]
+            # the scanner's position and time step move on to the next window
+            with m.If(st != T - 1):
+                m.d.sync += st.eq(st + 1)
+            with m.Else():
+                m.d.sync += [st.eq(0), spos.eq(spos + 1)]
+                with m.If(sx != W - 1):
+                    m.d.sync += sx.eq(sx + 1)
+                with m.Else():
+                    m.d.sync += [sx.eq(0), sy.eq(sy + 1)]
+        with m.If(take):
+            m.d.sync += [active.eq(1), sb.eq(sb_next), s_empty.eq(~next_flags.any()),
+                         g.eq(0), wgbase.eq(weight_base), gfirst.eq(1)]
+        with m.If(setup):
+            m.d.sync += [active.eq(0), sb.eq(0), sy.eq(0), sx.eq(0), spos.eq(0), st.eq(0),
+                         nalloc.eq(0), nready.eq(0)]
+
+        # The event: weight row = weight_base + g * K + tap * Ci + c.
+        ev_tap = Signal(4)
+        ev_c = Signal(len(ci))
+        m.d.comb += [
+            ev_tap.eq(Mux(k3, scan.word >> (rb + twb), 0)),
+            ev_c.eq(Mux(k3, Cat(scan.bit[:ceil_log2(SW)], scan.word[:rb + twb]),
+                        Cat(scan.bit[:ceil_log2(SW)], scan.word))),
+        ]
+        final_window = Signal()
+        m.d.comb += final_window.eq((sy == H - 1) & (sx == W - 1) & (st == T - 1))
+        lanes = Signal(P)
+        m.d.comb += lanes.eq(Mux(g == groups_m1, last_mask, (1 << P) - 1))
+
+        # -- pipeline: E1 (row and bias addresses) -> E2 (data, accumulate) -> output ----------
+        e1 = Signal(data.StructLayout({
+            "valid": 1, "null": 1, "first": 1, "last": 1, "t0": 1, "centre": 1, "final": 1,
+            "row": waw, "group": len(g), "mask": P, "pos": len(spos), "t": tb,
+        }))
+        e2 = Signal.like(e1)
+        with m.If(adv):
+            m.d.sync += [
+                e1.valid.eq(issue), e1.null.eq(s_empty), e1.first.eq(gfirst),
+                e1.last.eq(ev_last), e1.t0.eq(st == 0),
+                e1.centre.eq(~s_empty & (g == 0) & (~k3 | (ev_tap == 4))),
+                e1.final.eq(final_window & (g == groups_m1)),
+                e1.row.eq(wgbase + tap_ci[ev_tap] + ev_c),
+                e1.group.eq(g), e1.mask.eq(lanes), e1.pos.eq(spos), e1.t.eq(st),
+                e2.eq(e1),
+            ]
+        with m.If(setup):
+            m.d.sync += [e1.valid.eq(0), e2.valid.eq(0)]
+
+        # E1: read the weight row; the bias row at t = 0 (external), else the held copy.
+        m.submodules.bias_hold = bmem = memory.Memory(
+            shape=data.ArrayLayout(signed(self.bias_width), P), depth=self.groups_max, init=[])
+        bwr = bmem.write_port()
+        brd = bmem.read_port(transparent_for=(bwr,))
+        read_bias = e1.valid & e1.first
+        m.d.comb += [
+            self.weight_addr.eq(e1.row),
+            self.weight_en.eq(adv & e1.valid & ~e1.null),
+            self.bias_addr.eq(bias_base + e1.group),
+            self.bias_en.eq(adv & read_bias & e1.t0),
+            brd.addr.eq(e1.group),
+            brd.en.eq(adv & read_bias & ~e1.t0),
+        ]
+
+        # E2: acc = (first ? bias : acc) + (null ? 0 : row)
+        acc = Signal(data.ArrayLayout(signed(self.acc_width), P))
+        acc_new = Signal.like(acc)
+        bias = Signal.like(self.bias_data)
+        m.d.comb += bias.eq(Mux(e2.t0, self.bias_data, brd.data))
+        for lane in range(P):
+            m.d.comb += acc_new[lane].eq(
+                Mux(e2.first, bias[lane], acc[lane])
+                + Mux(e2.null, 0, self.weight_data[lane]))
+        m.d.comb += [
+            bwr.addr.eq(e2.group), bwr.data.eq(self.bias_data),
+            bwr.en.eq(adv & e2.valid & e2.first & e2.t0),
+        ]
+        out = self.o.payload
+        with m.If(adv):
+            with m.If(e2.valid):
+                m.d.sync += acc.eq(acc_new)
+            m.d.sync += [
+                self.o.valid.eq(e2.valid & e2.last),
+                out.current.eq(acc_new), out.mask.eq(e2.mask), out.pos.eq(e2.pos),
+                out.t.eq(e2.t), out.group.eq(e2.group), out.last.eq(e2.final),
+            ]
+        with m.If(setup):
+            m.d.sync += self.o.valid.eq(0)
+        m.d.comb += finished.eq(self.o.valid & self.o.ready & out.last)
+
+        # -- counters (model.golden.conv_counts) ----------------------------------------------
+        cw, clear = self.counter_width, self.clear
+        n_lanes = Signal(range(P + 1))
+        m.d.comb += n_lanes.eq(Mux(g == groups_m1, co_m1[:ceil_log2(P)] + 1, P)
+                               if P > 1 else 1)
+        spike_ev = issue & ~s_empty
+        bias_ev = issue & gfirst & (st == 0)
+        ctr = {
+            "sops": Mux(spike_ev, n_lanes, 0),
+            "spikes_in": spike_ev & (g == 0) & (~k3 | (ev_tap == 4)),
+            "weight_reads": Mux(spike_ev, n_lanes, 0) + Mux(bias_ev, n_lanes, 0),
+            "act_reads": Mux(complete, ci, 0),
+            "act_words": self.spike_en,
+            "weight_rows": spike_ev + bias_ev,
+            "busy_cycles": self.busy,
+            "stall_cycles": self.busy & ~issue,
+        }
+        for name, inc in ctr.items():
+            m.d.comb += getattr(self, name).eq(add_counter(m, f"ctr_{name}", clear, inc, cw))
+        return m
