@@ -59,6 +59,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
 from .counters import add_counter, popcount
+from .params import check_int as _check
 from .priority import lowest_set
 
 ORDERS = ("kv_first", "qk_first", "both")
@@ -70,13 +71,6 @@ class Order(enum.Enum, shape=1):
     """The ``order`` input of a ``SpikeAttention(order="both")``."""
     KV_FIRST = 0
     QK_FIRST = 1
-
-
-def _check(what: str, value, low: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        kind = "a positive integer" if low == 1 else f"an integer >= {low}"
-        raise ValueError(f"{what} must be {kind}, not {value!r}")
-    return value
 
 
 def _lowest(m: Module, vec: Signal, name: str):

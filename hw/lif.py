@@ -8,13 +8,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from .counters import add_counter, popcount
-
-
-def _check(what: str, value, low: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        kind = "a positive integer" if low == 1 else f"an integer >= {low}"
-        raise ValueError(f"{what} must be {kind}, not {value!r}")
-    return value
+from .params import check_int as _check
 
 
 class LIFArray(wiring.Component):
