@@ -34,6 +34,16 @@ class Run:
         self.bias_bits = cfg.bias_bits
         self.record: dict[str, torch.Tensor] | None = {} if record else None
 
+    @classmethod
+    def begin(cls, model, img: torch.Tensor, mode: str | None, record: bool) -> Run:
+        """A run of ``model`` on images [B, C, H, W], checked against its config."""
+        cfg = model.cfg
+        if img.dim() != 4 or tuple(img.shape[1:]) != (cfg.in_channels, cfg.img_size,
+                                                       cfg.img_size):
+            raise ValueError(f"Images must be [B, {cfg.in_channels}, {cfg.img_size}, "
+                             f"{cfg.img_size}], not {list(img.shape)}")
+        return cls(mode or model.mode, cfg, record)
+
     @property
     def integer(self) -> bool:
         return self.mode == "int"

@@ -169,12 +169,7 @@ class Spikformer(nn.Module):
         self.mode = "float"
 
     def forward(self, img: torch.Tensor, mode: str | None = None, record: bool = False):
-        run = Run(mode or self.mode, self.cfg, record)
-        if img.dim() != 4 or tuple(img.shape[1:]) != (self.cfg.in_channels, self.cfg.img_size,
-                                                       self.cfg.img_size):
-            raise ValueError(
-                f"Images must be [B, {self.cfg.in_channels}, {self.cfg.img_size}, "
-                f"{self.cfg.img_size}], not {list(img.shape)}")
+        run = Run.begin(self, img, mode, record)
         T = self.cfg.T
         x = self.patch_embed(img, run, T)  # [T, B, D, N], spike counts
         for j, blk in enumerate(self.block):

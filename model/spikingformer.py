@@ -149,12 +149,7 @@ class Spikingformer(nn.Module):
         return quant.scale_from_max(m, self.cfg.weight_bits)
 
     def forward(self, img: torch.Tensor, mode: str | None = None, record: bool = False):
-        run = Run(mode or self.mode, self.cfg, record)
-        if img.dim() != 4 or tuple(img.shape[1:]) != (self.cfg.in_channels, self.cfg.img_size,
-                                                       self.cfg.img_size):
-            raise ValueError(
-                f"Images must be [B, {self.cfg.in_channels}, {self.cfg.img_size}, "
-                f"{self.cfg.img_size}], not {list(img.shape)}")
+        run = Run.begin(self, img, mode, record)
         T = self.cfg.T
         res = self.residual_scale() if run.integer else None
         x = self.patch_embed(img, run, T, res)
