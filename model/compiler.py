@@ -48,6 +48,14 @@ def _conv(name, src, conv, bn, kernel, source, shape, **kw):
                 shape=list(shape), **kw)
 
 
+def _attention(a: str, cfg: Config, side: int) -> list[dict]:
+    """Spike attention on {a}.q_lif, k_lif, v_lif and its LIF (the 0.125 scale as its unit)."""
+    return [dict(op="attention", name=f"{a}.attn",
+                 inputs=[f"{a}.q_lif", f"{a}.k_lif", f"{a}.v_lif"], heads=cfg.heads,
+                 scale=0.125, shape=[cfg.dim, side, side]),
+            dict(op="lif", name=f"{a}.attn_lif", inputs=[f"{a}.attn"], v_th=0.5)]
+
+
 def _spikingformer_graph(model) -> list[dict]:
     cfg: Config = model.cfg
     D, S = cfg.dim, cfg.img_size
@@ -78,10 +86,7 @@ def _spikingformer_graph(model) -> list[dict]:
             g.append(_conv(f"{a}.{n}", f"{a}.proj_lif", getattr(blk.attn, f"{n}_conv"),
                            getattr(blk.attn, f"{n}_bn"), 1, "spikes", (D, side, side)))
             g.append(dict(op="lif", name=f"{a}.{n}_lif", inputs=[f"{a}.{n}"], v_th=1.0))
-        g.append(dict(op="attention", name=f"{a}.attn",
-                      inputs=[f"{a}.q_lif", f"{a}.k_lif", f"{a}.v_lif"], heads=cfg.heads,
-                      scale=0.125, shape=[D, side, side]))
-        g.append(dict(op="lif", name=f"{a}.attn_lif", inputs=[f"{a}.attn"], v_th=0.5))
+        g += _attention(a, cfg, side)
         g.append(_conv(f"{a}.proj", f"{a}.attn_lif", blk.attn.proj_conv, blk.attn.proj_bn, 1,
                        "spikes", (D, side, side), group="residual"))
         g.append(dict(op="add", name=f"block.{j}.attn_residual", inputs=[stream, f"{a}.proj"]))
@@ -132,10 +137,7 @@ def _spikformer_graph(model) -> list[dict]:
             g.append(_conv(f"{a}.{n}_linear", stream, getattr(blk.attn, f"{n}_linear"),
                            getattr(blk.attn, f"{n}_bn"), 1, "int", (D, side, side)))
             g.append(dict(op="lif", name=f"{a}.{n}_lif", inputs=[f"{a}.{n}_linear"], v_th=1.0))
-        g.append(dict(op="attention", name=f"{a}.attn",
-                      inputs=[f"{a}.q_lif", f"{a}.k_lif", f"{a}.v_lif"], heads=cfg.heads,
-                      scale=0.125, shape=[D, side, side]))
-        g.append(dict(op="lif", name=f"{a}.attn_lif", inputs=[f"{a}.attn"], v_th=0.5))
+        g += _attention(a, cfg, side)
         g.append(_conv(f"{a}.proj_linear", f"{a}.attn_lif", blk.attn.proj_linear,
                        blk.attn.proj_bn, 1, "spikes", (D, side, side)))
         g.append(dict(op="lif", name=f"{a}.proj_lif", inputs=[f"{a}.proj_linear"], v_th=1.0))
