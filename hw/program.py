@@ -1,0 +1,416 @@
+"""The accelerator's layer program: a compiled model file mapped onto the units of hw/.
+
+    plan = build_plan(CompiledModel.load("models/default.sfm"), lanes=8)
+    plan.instructions, plan.memories, plan.to_json()
+
+The golden model's program (model/golden.py) is a list of layers; the accelerator runs
+*instructions*, each a fused chain of units started together (docs/hw_top.md):
+
+| kind | chain | golden layers |
+| --- | --- | --- |
+| ``mac`` | image -> MACConv -> T repeats -> LIF -> spike map | pixel conv, its LIF |
+| ``ac_lif`` | spike map -> ACConv -> LIF -> spike map | spike conv, its LIF |
+| ``ac_store`` | spike map -> ACConv -> residual stream | the conv that starts the stream |
+| ``ac_add`` | spike map -> ACConv + stream -> adder -> stream | spike conv, residual add |
+| ``lif`` | stream -> LIF -> spike map | a LIF on the stream |
+| ``attn`` | Q, K, V maps -> SpikeAttention -> LIF -> spike map | attention, its LIF |
+| ``pool`` | spike map -> MaxPool -> spike map (one instruction per word slice) | max pool |
+| ``head`` | stream -> Head -> logits, class | head |
+
+Spike maps live in one memory of ``word_width``-bit words (docs/hw_architecture.md layout:
+``base + ((t*H + y)*W + x)*nwords + w``), allocated first-fit by liveness, so a map's words
+are reused once its last reader has run. The residual stream holds rows of P values in the
+order the AC engine emits its currents: row ``(pos*T + t)*G + g``.
+
+Each instruction lists the counters the sequencer copies into the counter memory when it
+ends (``counters``: unit, counter port, golden layer, golden counter name or a physical one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model.golden import COUNTERS
+from model.modelfile import CompiledModel
+
+KINDS = ("mac", "ac_lif", "ac_store", "ac_add", "lif", "attn", "pool", "head")
+
+# Counter ports per unit: (port, golden counter or None for a physical count).
+UNIT_COUNTERS = {
+    "mac": [("macs", "macs"), ("weight_reads", "weight_reads"), ("act_reads", "act_reads"),
+            ("act_words", None), ("weight_rows", None), ("busy_cycles", None),
+            ("stall_cycles", None)],
+    "ac": [("sops", "sops"), ("spikes_in", "spikes_in"), ("weight_reads", "weight_reads"),
+           ("act_reads", "act_reads"), ("act_words", None), ("weight_rows", None),
+           ("busy_cycles", None), ("stall_cycles", None)],
+    "lif": [("spikes_out", "spikes_out"), ("neuron_updates", "neuron_updates"),
+            ("weight_reads", "weight_reads"), ("act_writes", "act_writes"),
+            ("busy_cycles", None), ("stall_cycles", None)],
+    "add": [("adds", "adds"), ("act_reads", "act_reads"), ("act_writes", "act_writes"),
+            ("busy_cycles", None), ("stall_cycles", None)],
+    "attn": [("sops", "sops"), ("spikes_in", "spikes_in"), ("act_reads", "act_reads"),
+             ("word_reads", None), ("scratch_reads", None), ("scratch_writes", None),
+             ("busy_cycles", None), ("stall_cycles", None)],
+    "pool": [("act_reads", "act_reads"), ("act_writes", "act_writes"), ("busy_cycles", None)],
+    "head": [("adds", "adds"), ("macs", "macs"), ("weight_reads", "weight_reads"),
+             ("act_reads", "act_reads"), ("busy_cycles", None)],
+}
+
+
+class PlanError(ValueError):
+    """The model cannot run on the accelerator (says what and why)."""
+
+
+@dataclass
+class SpikeMap:
+    layer: str  # the golden layer whose spikes it holds
+    channels: int
+    height: int
+    width: int
+    steps: int
+    nwords: int
+    base: int = -1
+
+    @property
+    def words(self) -> int:
+        return self.steps * self.height * self.width * self.nwords
+
+
+@dataclass
+class Instr:
+    index: int
+    kind: str
+    name: str
+    layers: list[str]
+    fields: dict[str, int] = field(default_factory=dict)
+    writes: SpikeMap | None = None
+    reads: list[SpikeMap] = field(default_factory=list)
+    counters: list[tuple[str, str, str, str]] = field(default_factory=list)  # unit, port, layer, name
+
+    def count(self, unit: str, layer: str):
+        for port, golden in UNIT_COUNTERS[unit]:
+            self.counters.append((unit, port, layer, golden or f"{unit}_{port}"))
+
+
+@dataclass
+class Plan:
+    config: dict
+    sha256: str
+    lanes: int
+    word_width: int
+    instructions: list[Instr]
+    memories: dict[str, np.ndarray]  # name -> int64 [depth, lanes] or [depth]
+    widths: dict[str, int]  # element widths and unit parameters
+    spike_depth: int
+    stream_rows: int
+
+    @property
+    def counter_slots(self) -> list[dict]:
+        slots = []
+        for ins in self.instructions:
+            for unit, port, layer, name in ins.counters:
+                slots.append(dict(slot=len(slots), instruction=ins.index, unit=unit,
+                                  port=port, layer=layer, counter=name))
+            slots.append(dict(slot=len(slots), instruction=ins.index, unit="seq",
+                              port="cycles", layer=ins.name, counter="cycles"))
+        return slots
+
+    def to_json(self) -> dict:
+        cfg = self.config
+        return {
+            "config": cfg, "sha256": self.sha256, "lanes": self.lanes,
+            "word_width": self.word_width,
+            "image": {"channels": cfg["in_channels"], "height": cfg["img_size"],
+                      "width": cfg["img_size"], "pixel_width": 8 * cfg["in_channels"]},
+            "classes": cfg["num_classes"], "logit_width": self.widths["logit"],
+            "spike_addr_width": self.widths["spike_addr"], "spike_depth": self.spike_depth,
+            "stream_rows": self.stream_rows, "widths": self.widths,
+            "instructions": [{
+                "index": i.index, "kind": i.kind, "name": i.name, "layers": i.layers,
+                "fields": i.fields,
+                "writes": None if i.writes is None else {
+                    "layer": i.writes.layer, "base": i.writes.base,
+                    "channels": i.writes.channels, "height": i.writes.height,
+                    "width": i.writes.width, "steps": i.writes.steps,
+                    "nwords": i.writes.nwords},
+            } for i in self.instructions],
+            "counters": self.counter_slots,
+        }
+
+
+def _signed_bits(values) -> int:
+    """Two's complement width that holds every value."""
+    a = np.asarray(values, dtype=np.int64)
+    if a.size == 0:
+        return 2
+    return max(2, int(max(a.max(), -a.min() - 1)).bit_length() + 1)
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(n)))
+
+
+def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int | None = None) -> Plan:
+    """Map a compiled model onto the accelerator; PlanError if it cannot run there."""
+    cfg = cm.config
+    P = lanes
+    if P < 1 or P & (P - 1):
+        raise PlanError(f"Lane count must be a power of two, not {lanes}")
+    if cfg["arch"] != "spikingformer":
+        raise PlanError(f"The accelerator runs spike-driven (spikingformer) models; "
+                        f"{cfg['arch']!r} layer inputs are not all spikes")
+    T, D, S = cfg["T"], cfg["dim"], cfg["img_size"]
+    WW = word_width or max(8, P, _pow2(D))
+    if WW < P or WW % P or WW & (WW - 1):
+        raise PlanError(f"Word width must be a power of two multiple of the {P} lanes, not {WW}")
+    if D > WW:
+        raise PlanError(f"Embedding dim {D} exceeds the {WW}-bit spike word (the attention "
+                        f"unit reads one word per token)")
+    ops = {op["name"]: op for op in cm.program}
+    consumers: dict[str, list[str]] = {n: [] for n in ops}
+    for op in cm.program:
+        for i in op.get("inputs", []):
+            if i != "image":
+                consumers[i].append(op["name"])
+
+    def shape(name):  # (C, H, W) of a layer's output
+        op = ops[name]
+        if "shape" in op:
+            return tuple(op["shape"])
+        return shape(op["inputs"][0])
+
+    weights: list[np.ndarray] = []  # rows of P
+    biases: list[np.ndarray] = []
+    thetas: list[np.ndarray] = []
+    rows = {"weights": 0, "biases": 0, "thetas": 0}
+
+    def add_rows(kind, arr):
+        base = rows[kind]
+        {"weights": weights, "biases": biases, "thetas": thetas}[kind].append(arr)
+        rows[kind] += len(arr)
+        return base
+
+    def conv_rows(w):  # [Co, Ci, k, k] -> rows (group, tap, c) of P lanes
+        Co, Ci, k, _ = w.shape
+        G = -(-Co // P)
+        wp = np.zeros((G * P, Ci, k, k), dtype=np.int64)
+        wp[:Co] = w
+        # row index g*k*k*Ci + (dy*k + dx)*Ci + c, lane l = output channel g*P + l
+        return wp.reshape(G, P, Ci, k * k).transpose(0, 3, 2, 1).reshape(-1, P)
+
+    def lane_rows(v):  # [C] -> rows of P (0 beyond C)
+        G = -(-len(v) // P)
+        out = np.zeros(G * P, dtype=np.int64)
+        out[:len(v)] = v
+        return out.reshape(G, P)
+
+    maps: dict[str, SpikeMap] = {}
+
+    def spike_map(layer):
+        C, H, W = shape(layer)
+        maps[layer] = SpikeMap(layer, C, H, W, T, -(-C // WW))
+        return maps[layer]
+
+    instrs: list[Instr] = []
+    stream: str | None = None  # the golden layer the residual stream holds
+    done: set[str] = set()
+    widths = dict(conv_acc=2, lif_current=2, lif_mem=2, stream=2, weight=cfg["weight_bits"])
+
+    def lif_of(conv_name):
+        lifs = [c for c in consumers[conv_name] if ops[c]["op"] == "lif"]
+        return lifs[0] if len(lifs) == 1 and len(consumers[conv_name]) == 1 else None
+
+    def lif_fields(ins, lif_name, source_bits):
+        op = ops[lif_name]
+        theta = cm.tensor(op["tensors"]["theta"])
+        C = len(theta)
+        ins.fields["theta_base"] = add_rows("thetas", lane_rows(theta))
+        ins.fields["lif_groups"] = -(-C // P)
+        m = spike_map(lif_name)
+        if m.channels != C:
+            raise PlanError(f"{lif_name}: {C} thresholds for {m.channels} channels")
+        ins.writes = m
+        widths["lif_current"] = max(widths["lif_current"], source_bits)
+        widths["lif_mem"] = max(widths["lif_mem"], op["mem_bits"], _signed_bits(theta))
+        ins.count("lif", lif_name)
+        done.add(lif_name)
+
+    def conv_fields(ins, op):
+        w, b = cm.tensor(op["tensors"]["weight"]), cm.tensor(op["tensors"]["bias"])
+        Co, Ci, k, _ = w.shape
+        C_, H, W = shape(op["name"])
+        ins.fields.update(ci=Ci, co=Co, k=k, height=H, width=W,
+                          weight_base=add_rows("weights", conv_rows(w)),
+                          bias_base=add_rows("biases", lane_rows(b)))
+        widths["conv_acc"] = max(widths["conv_acc"], op["bits"])
+        widths["bias"] = max(widths.get("bias", 2), _signed_bits(b))
+        if op["input"] == "spikes":
+            src = maps.get(op["inputs"][0])
+            if src is None:
+                raise PlanError(f"{op['name']}: input {op['inputs'][0]!r} is not a spike map")
+            ins.reads.append(src)
+            ins.fields["spike_base"] = -1  # set after allocation
+        done.add(op["name"])
+
+    def new(kind, name, layers):
+        ins = Instr(len(instrs), kind, name, layers)
+        instrs.append(ins)
+        return ins
+
+    for op in cm.program:
+        name, kind = op["name"], op["op"]
+        if name in done:
+            continue
+        if kind == "conv" and op["input"] == "pixels":
+            lif = lif_of(name)
+            if lif is None:
+                raise PlanError(f"{name}: a pixel conv must feed exactly one LIF")
+            if op["kernel"] != 3:
+                raise PlanError(f"{name}: the MAC engine runs 3x3 convs, not {op['kernel']}x"
+                                f"{op['kernel']}")
+            ins = new("mac", name, [name, lif])
+            conv_fields(ins, op)
+            ins.fields["zero_point"] = [int(z) for z in cm.tensor(op["tensors"]["zero_point"])]
+            ins.count("mac", name)
+            lif_fields(ins, lif, op["bits"])
+        elif kind == "conv":
+            lif = lif_of(name)
+            users = consumers[name]
+            adds = [u for u in users if ops[u]["op"] == "add"]
+            if lif is not None:
+                ins = new("ac_lif", name, [name, lif])
+                conv_fields(ins, op)
+                ins.count("ac", name)
+                lif_fields(ins, lif, op["bits"])
+            elif stream is not None and users == adds and len(adds) == 1 \
+                    and stream in ops[adds[0]]["inputs"]:
+                add = adds[0]
+                ins = new("ac_add", name, [name, add])
+                conv_fields(ins, op)
+                ins.count("ac", name)
+                ins.count("add", add)
+                widths["stream"] = max(widths["stream"], ops[add]["bits"])
+                done.add(add)
+                stream = add
+            elif adds and stream is None:
+                ins = new("ac_store", name, [name])
+                conv_fields(ins, op)
+                ins.count("ac", name)
+                widths["stream"] = max(widths["stream"], op["bits"])
+                stream = name
+            else:
+                raise PlanError(f"{name}: a spike conv must feed one LIF or the residual add")
+            if op["shape"][0] > WW * 16:
+                raise PlanError(f"{name}: {op['shape'][0]} channels exceed 16 words")
+        elif kind == "lif":
+            if op["inputs"][0] != stream:
+                raise PlanError(f"{name}: a LIF that is not fused with its conv must read the "
+                                f"residual stream")
+            ins = new("lif", name, [name])
+            ins.fields["height"], ins.fields["width"] = shape(name)[1:]
+            lif_fields(ins, name, widths["stream"])
+        elif kind == "attention":
+            lif = lif_of(name)
+            if lif is None:
+                raise PlanError(f"{name}: attention must feed exactly one LIF")
+            ins = new("attn", name, [name, lif])
+            srcs = [maps.get(i) for i in op["inputs"]]
+            if any(s is None for s in srcs):
+                raise PlanError(f"{name}: Q, K and V must be spike maps")
+            ins.reads += srcs
+            ins.fields.update(heads=op["heads"], head_dim=op["head_dim"], tokens=op["tokens"],
+                              order=int(op["order"] == "qk_first"),
+                              q_base=-1, k_base=-1, v_base=-1)
+            if op["head_dim"] % P:
+                raise PlanError(f"{name}: head size {op['head_dim']} is not a multiple of the "
+                                f"{P} lanes")
+            ins.count("attn", name)
+            lif_fields(ins, lif, op["bits"])  # signed width of the unsigned Y
+            done.add(name)
+        elif kind == "maxpool":
+            if (op["kernel"], op["stride"], op["pad"]) != (3, 2, 1):
+                raise PlanError(f"{name}: the pool unit runs 3x3 / stride 2 / pad 1")
+            src = maps.get(op["inputs"][0])
+            if src is None:
+                raise PlanError(f"{name}: input is not a spike map")
+            out = spike_map(name)
+            for w in range(src.nwords):
+                ins = new("pool", name if src.nwords == 1 else f"{name}[{w}]", [name])
+                ins.reads.append(src)
+                ins.writes = out
+                ins.fields.update(height=src.height, width=src.width, word=w,
+                                  n_channels=min(WW, src.channels - w * WW),
+                                  in_base=-1, out_base=-1)
+                ins.count("pool", name)
+            done.add(name)
+        elif kind == "head":
+            if op["inputs"][0] != stream:
+                raise PlanError(f"{name}: the head must read the residual stream")
+            ins = new("head", name, [name])
+            w, b = cm.tensor(op["tensors"]["weight"]), cm.tensor(op["tensors"]["bias"])
+            widths.update(head_weight=_signed_bits(w), head_bias=_signed_bits(b),
+                          head_acc=int(op["in_bound"]).bit_length() + 1, logit=op["bits"])
+            head_w, head_b = w.astype(np.int64), b.astype(np.int64)
+            ins.count("head", name)
+            done.add(name)
+        elif kind == "add":
+            raise PlanError(f"{name}: a residual add must follow a spike conv")
+        else:
+            raise PlanError(f"{name}: op {kind!r} has no unit")
+    if not instrs or instrs[-1].kind != "head":
+        raise PlanError("The program must end with the head")
+
+    # -- spike memory: first-fit allocation by liveness ------------------------------------
+    last_use = {}
+    for ins in instrs:
+        for m in ins.reads:
+            last_use[m.layer] = ins.index
+    live: list[SpikeMap] = []
+    depth = 0
+    for ins in instrs:
+        m = ins.writes
+        if m is not None and m.base < 0:
+            live = [x for x in live if last_use.get(x.layer, -1) >= ins.index]
+            base = 0
+            for x in sorted(live, key=lambda x: x.base):
+                if x.base - base >= m.words:
+                    break
+                base = max(base, x.base + x.words)
+            m.base = base
+            live.append(m)
+            depth = max(depth, base + m.words)
+    for ins in instrs:
+        f = ins.fields
+        if ins.kind in ("ac_lif", "ac_store", "ac_add"):
+            f["spike_base"] = ins.reads[0].base
+        if ins.kind == "attn":
+            f["q_base"], f["k_base"], f["v_base"] = (m.base for m in ins.reads)
+        if ins.kind == "pool":
+            f["in_base"] = ins.reads[0].base + f["word"]
+            f["out_base"] = ins.writes.base + f["word"]
+            f["stride"] = ins.reads[0].nwords
+        if ins.writes is not None and ins.kind != "pool":
+            m = ins.writes
+            f.update(out_base=m.base, out_nwords=m.nwords,
+                     out_plane=m.height * m.width * m.nwords)
+
+    N = (S // 4) ** 2
+    stream_rows = N * T * (-(-D // P))
+    widths["spike_addr"] = max(1, (depth - 1).bit_length())
+    widths["head_in"] = widths["stream"]
+    memories = {
+        "weights": np.concatenate(weights) if weights else np.zeros((1, P), np.int64),
+        "biases": np.concatenate(biases),
+        "thetas": np.concatenate(thetas),
+        "head_weights": head_w.reshape(-1),
+        "head_biases": head_b,
+    }
+    widths["bias"] = max(widths["bias"], 2)
+    sha = hashlib.sha256(cm.to_bytes()).hexdigest()
+    return Plan(config=dict(cfg), sha256=sha, lanes=P, word_width=WW, instructions=instrs,
+                memories=memories, widths=widths, spike_depth=max(1, depth),
+                stream_rows=stream_rows)

@@ -1,0 +1,486 @@
+"""The accelerator: the units of hw/, their memories and the sequencer that runs a layer program.
+
+    plan = hw.program.build_plan(CompiledModel.load("models/default.sfm"))
+    top = Accelerator(plan)
+
+One image in (host writes into the image memory, then ``start``); logits, class and the
+activity counters out (``done``). docs/hw_top.md describes the datapath; ``hw.program``
+describes the instructions.
+
+Ports:
+
+- ``start`` (one-cycle pulse), ``busy``, ``done`` (one-cycle pulse).
+- ``img_addr``, ``img_data`` (channel c at bits 8c..8c+7), ``img_we``: the image memory's
+  host write port (address y * W + x), used while not busy.
+- ``class_index``; ``logit_addr`` -> ``logit_data`` (combinational).
+- ``cnt_addr`` -> ``cnt_data`` one cycle later: the counter memory (``plan.counter_slots``).
+- ``cycles``: cycles from ``start`` to ``done`` of the last image.
+- ``trace_valid``, ``trace_instr``, ``trace_addr``, ``trace_data``: every spike-memory write.
+
+Memories are initialised from the plan (weights, biases, thresholds, head weights, the
+program). Between images no state survives that the next image could see: the LIF membranes
+restart at t = 0, the attention scratch is marked unseen per layer, spike maps and the stream
+are written before they are read.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, ceil_log2
+
+from .ac_conv import ACConv
+from .attention import SpikeAttention
+from .head import Head
+from .lif import LIFArray
+from .mac_conv import MACConv
+from .maxpool import MaxPool
+from .program import KINDS, Plan
+from .residual import ResidualAdder
+
+KIND = {k: i for i, k in enumerate(KINDS)}
+
+
+def _bits(v: int) -> int:
+    return max(1, int(v).bit_length())
+
+
+class Accelerator(wiring.Component):
+    """The whole network on one image; see the module docstring for the ports."""
+
+    def __init__(self, plan: Plan, *, counter_width: int = 32):
+        self.plan = plan
+        cfg = plan.config
+        self.P, self.WW, self.T = plan.lanes, plan.word_width, cfg["T"]
+        self.S, self.Cin = cfg["img_size"], cfg["in_channels"]
+        self.classes, self.D = cfg["num_classes"], cfg["dim"]
+        self.cw = counter_width
+        wd = plan.widths
+        self.slots = plan.counter_slots
+        self.trace_instr_width = max(8, _bits(len(plan.instructions)))
+        super().__init__({
+            "start": In(1), "busy": Out(1), "done": Out(1),
+            "img_addr": In(range(self.S * self.S)), "img_data": In(8 * self.Cin),
+            "img_we": In(1),
+            "class_index": Out(range(max(2, self.classes))),
+            "logit_addr": In(range(max(2, self.classes))),
+            "logit_data": Out(signed(wd["logit"])),
+            "cnt_addr": In(16), "cnt_data": Out(counter_width),
+            "cycles": Out(32),
+            "trace_valid": Out(1), "trace_instr": Out(self.trace_instr_width),
+            "trace_addr": Out(wd["spike_addr"]), "trace_data": Out(plan.word_width),
+        })
+
+    # -- the program memory ---------------------------------------------------------------
+    def _program(self):
+        plan = self.plan
+        per = []
+        nslots = {}
+        for s in self.slots:
+            nslots[s["instruction"]] = nslots.get(s["instruction"], 0) + 1
+        for ins in plan.instructions:
+            f = {k: v for k, v in ins.fields.items() if k != "zero_point"}
+            f["kind"] = KIND[ins.kind]
+            f["nslots"] = nslots[ins.index]
+            f["last_instr"] = int(ins.index == len(plan.instructions) - 1)
+            per.append(f)
+        names = sorted({k for f in per for k in f})
+        layout = data.StructLayout({k: unsigned(max(_bits(f.get(k, 0)) for f in per))
+                                    for k in names})
+        init = [{k: f.get(k, 0) for k in names} for f in per]
+        return layout, init
+
+    def elaborate(self, platform):
+        m = Module()
+        plan, P, WW, T, cw = self.plan, self.P, self.WW, self.T, self.cw
+        wd, mem = plan.widths, plan.memories
+        cfg = plan.config
+        instrs = plan.instructions
+        f = cfg["frac_bits"] or T
+        N = (self.S // 4) ** 2
+        GD = -(-self.D // P)
+        lp = ceil_log2(P)
+
+        def rows(name):
+            return len(mem[name])
+
+        # -- memories -------------------------------------------------------------------------
+        def lane_mem(name, width):
+            arr = mem[name]
+            return memory.Memory(shape=data.ArrayLayout(signed(width), P), depth=len(arr),
+                                 init=[[int(v) for v in r] for r in arr])
+
+        acc_w = max(wd["conv_acc"], wd["weight"] + 9, wd["bias"], 17)
+        m.submodules.weights = w_mem = lane_mem("weights", wd["weight"])
+        m.submodules.biases = b_mem = lane_mem("biases", wd["bias"])
+        m.submodules.thetas = th_mem = lane_mem("thetas", wd["lif_mem"])
+        m.submodules.head_w = hw_mem = memory.Memory(
+            shape=signed(wd["head_weight"]), depth=rows("head_weights"),
+            init=[int(v) for v in mem["head_weights"]])
+        m.submodules.head_b = hb_mem = memory.Memory(
+            shape=signed(wd["head_bias"]), depth=rows("head_biases"),
+            init=[int(v) for v in mem["head_biases"]])
+        m.submodules.image = img_mem = memory.Memory(
+            shape=data.ArrayLayout(unsigned(8), self.Cin), depth=self.S * self.S, init=[])
+        m.submodules.spikes = sp_mem = memory.Memory(shape=WW, depth=plan.spike_depth,
+                                                     init=[])
+        m.submodules.stream = st_mem = memory.Memory(
+            shape=data.ArrayLayout(signed(wd["stream"]), P), depth=plan.stream_rows, init=[])
+        m.submodules.counters = cnt_mem = memory.Memory(shape=cw, depth=len(self.slots),
+                                                        init=[])
+        layout, init = self._program()
+        m.submodules.program = prog_mem = memory.Memory(shape=layout, depth=len(init),
+                                                        init=init)
+
+        # -- units ----------------------------------------------------------------------------
+        aw = wd["spike_addr"]
+        waw, baw = _bits(rows("weights") - 1), _bits(rows("biases") - 1)
+        convs = [i for i in instrs if i.kind in ("ac_lif", "ac_store", "ac_add")]
+        mac_i = [i for i in instrs if i.kind == "mac"]
+        attn_i = [i for i in instrs if i.kind == "attn"]
+        lif_i = [i for i in instrs if "lif_groups" in i.fields]
+        ci3 = [i.fields["ci"] for i in convs if i.fields["k"] == 3] or [1]
+        ac = ACConv(lanes=P, ci_max=max(ci3), co_max=max(i.fields["co"] for i in convs),
+                    hw_max=max(i.fields["height"] for i in convs), t_max=T, word_width=WW,
+                    weight_width=wd["weight"], bias_width=wd["bias"], acc_width=acc_w,
+                    spike_addr_width=aw, weight_addr_width=waw, bias_addr_width=baw,
+                    counter_width=cw)
+        if any(i.fields["ci"] > ac.ci_max_1x1 for i in convs):
+            raise ValueError("A 1x1 conv has more input channels than the AC engine's window")
+        m.submodules.ac = ac
+        mac = None
+        if mac_i:
+            mac = MACConv(lanes=P, ci_max=self.Cin, co_max=max(i.fields["co"] for i in mac_i),
+                          hw_max=self.S, acc_width=acc_w, weight_width=wd["weight"],
+                          bias_width=wd["bias"], pixel_addr_width=_bits(self.S * self.S - 1),
+                          weight_addr_width=waw, bias_addr_width=baw, counter_width=cw)
+            m.submodules.mac = mac
+        groups = max(i.fields["lif_groups"] for i in lif_i)
+        cur_w = max(wd["lif_current"], acc_w, wd["stream"])
+        lif = LIFArray(lanes=P, current_width=cur_w, mem_width=wd["lif_mem"], frac_bits=f,
+                       groups=groups, time_steps=T, theta_width=wd["lif_mem"],
+                       counter_width=cw)
+        m.submodules.lif = lif
+        adder = ResidualAdder(lanes=P, stream_width=wd["stream"], current_width=acc_w,
+                              out_width=wd["stream"], counter_width=cw)
+        m.submodules.adder = adder
+        att = None
+        if attn_i:
+            a0 = attn_i[0].fields
+            d = a0["head_dim"]
+            orders = {i.fields["order"] for i in attn_i}
+            order = "both" if len(orders) == 2 else ("qk_first" if 1 in orders else "kv_first")
+            att = SpikeAttention(heads_max=a0["heads"], head_dim_max=d, tokens_max=N, T=T,
+                                 lanes=P, order=order, head_align=min(8, d & -d),
+                                 addr_width=aw, counter_width=cw)
+            m.submodules.attn = att
+        pool = MaxPool(channels=WW, max_height=self.S, max_width=self.S, time_steps=T,
+                       addr_width=aw, stride_width=4, counter_width=cw)
+        m.submodules.pool = pool
+        head = Head(channels=self.D, classes=self.classes, lanes=P, in_width=wd["stream"],
+                    acc_width=wd["head_acc"], weight_width=wd["head_weight"],
+                    bias_width=wd["head_bias"], logit_width=wd["logit"], counter_width=cw)
+        m.submodules.head = head
+
+        # -- the sequencer --------------------------------------------------------------------
+        pc = Signal(range(len(instrs) + 1))
+        prog_rd = prog_mem.read_port(domain="comb")
+        m.d.comb += prog_rd.addr.eq(pc)
+        cur = Signal(layout)  # the running instruction's fields
+        kind = cur.kind
+        go = Signal()  # one-cycle start of the instruction's units
+        clear = Signal()  # counters to zero (start of an instruction)
+        instr_done = Signal()
+        slot = Signal(range(len(self.slots) + 1))
+        nsnap = Signal(range(max(2, len(self.slots) + 1)))
+        icycles = Signal(cw)
+        total = Signal(32)
+        snapping = Signal()
+        m.d.comb += [self.trace_instr.eq(pc)]
+
+        def is_(*ks):
+            return Array(Const(int(KINDS[i] in ks), 1) for i in range(len(KINDS)))[kind]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [pc.eq(0), slot.eq(0), total.eq(0)]
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                m.d.comb += [self.busy.eq(1), clear.eq(1)]
+                m.d.sync += [cur.eq(prog_rd.data), icycles.eq(0)]
+                m.next = "GO"
+            with m.State("GO"):
+                m.d.comb += [self.busy.eq(1), go.eq(1)]
+                m.d.sync += icycles.eq(icycles + 1)
+                m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += icycles.eq(icycles + 1)
+                with m.If(instr_done):
+                    m.d.sync += nsnap.eq(0)
+                    m.next = "SNAP"
+            with m.State("SNAP"):
+                m.d.comb += [self.busy.eq(1), snapping.eq(1)]
+                m.d.sync += [slot.eq(slot + 1), nsnap.eq(nsnap + 1)]
+                with m.If(nsnap == cur.nslots - 1):
+                    m.d.sync += pc.eq(pc + 1)
+                    with m.If(cur.last_instr):
+                        m.next = "DONE"
+                    with m.Else():
+                        m.next = "SETUP"
+            with m.State("DONE"):
+                m.d.comb += [self.busy.eq(1), self.done.eq(1)]
+                m.d.sync += self.cycles.eq(total + 1)
+                m.next = "IDLE"
+        with m.If(self.busy):
+            m.d.sync += total.eq(total + 1)
+
+        # -- counter snapshot -----------------------------------------------------------------
+        sigs, index = [], {}
+
+        def sig(unit, port):
+            key = (unit, port)
+            if key not in index:
+                obj = {"ac": ac, "mac": mac, "lif": lif, "add": adder, "attn": att,
+                       "pool": pool, "head": head}.get(unit)
+                index[key] = len(sigs)
+                sigs.append(icycles if unit == "seq" else getattr(obj, port))
+            return index[key]
+
+        sel = [sig(s["unit"], s["port"]) for s in self.slots]
+        sel_rom = Array(Const(i, range(len(sigs))) for i in sel)
+        cnt_wr = cnt_mem.write_port()
+        cnt_rd = cnt_mem.read_port()
+        m.d.comb += [
+            cnt_wr.en.eq(snapping), cnt_wr.addr.eq(slot), cnt_wr.data.eq(Array(sigs)[sel_rom[slot]]),
+            cnt_rd.addr.eq(self.cnt_addr), self.cnt_data.eq(cnt_rd.data),
+        ]
+        for u in (ac, mac, lif, adder, att, pool, head):
+            if u is not None:
+                m.d.comb += u.clear.eq(clear)
+
+        # -- memory ports ---------------------------------------------------------------------
+        img_w, img_r = img_mem.write_port(), img_mem.read_port()
+        m.d.comb += [img_w.addr.eq(self.img_addr), img_w.data.eq(self.img_data),
+                     img_w.en.eq(self.img_we & ~self.busy)]
+        w_rd, b_rd, th_rd = w_mem.read_port(), b_mem.read_port(), th_mem.read_port()
+        sp_r0, sp_r1, sp_r2 = sp_mem.read_port(), sp_mem.read_port(), sp_mem.read_port()
+        sp_w = sp_mem.write_port()
+        st_rd, st_wr = st_mem.read_port(), st_mem.write_port()
+        hw_rd, hb_rd = hw_mem.read_port(), hb_mem.read_port()
+
+        # start and parameters of the unit of each kind
+        m.d.comb += [
+            ac.start.eq(go & is_("ac_lif", "ac_store", "ac_add")),
+            ac.ci.eq(cur.ci), ac.co.eq(cur.co), ac.k.eq(cur.k), ac.height.eq(cur.height),
+            ac.width.eq(cur.width), ac.steps.eq(T),
+            ac.spike_base.eq(cur.spike_base), ac.weight_base.eq(cur.weight_base),
+            ac.bias_base.eq(cur.bias_base),
+            pool.start.eq(go & is_("pool")), pool.height.eq(cur.height),
+            pool.width.eq(cur.width), pool.steps.eq(T), pool.in_base.eq(cur.in_base),
+            pool.out_base.eq(cur.out_base), pool.stride.eq(cur.stride),
+            pool.n_channels.eq(cur.n_channels),
+            head.start.eq(go & is_("head")), head.n_channels.eq(self.D),
+            head.n_classes.eq(self.classes),
+        ]
+        if mac is not None:
+            zp = mac_i[0].fields["zero_point"]
+            m.d.comb += [
+                mac.start.eq(go & is_("mac")), mac.ci.eq(self.Cin), mac.co.eq(cur.co),
+                mac.height.eq(cur.height), mac.width.eq(cur.width),
+                mac.pixel_base.eq(0), mac.weight_base.eq(cur.weight_base),
+                mac.bias_base.eq(cur.bias_base),
+                img_r.addr.eq(mac.pixel_addr), img_r.en.eq(mac.pixel_en),
+                mac.pixel_data.eq(img_r.data),
+            ]
+            m.d.comb += [mac.zero_point[c].eq(zp[c]) for c in range(self.Cin)]
+        if att is not None:
+            m.d.comb += [att.start.eq(go & is_("attn")), att.heads.eq(cur.heads),
+                         att.head_dim.eq(cur.head_dim), att.tokens.eq(cur.tokens),
+                         att.steps.eq(T), att.q_base.eq(cur.q_base),
+                         att.k_base.eq(cur.k_base), att.v_base.eq(cur.v_base)]
+            if len(att.orders) == 2:
+                m.d.comb += att.order.eq(cur.order)
+            Dw = att.channels
+            m.d.comb += [sp_r1.addr.eq(att.k_addr), sp_r1.en.eq(att.k_en),
+                         sp_r2.addr.eq(att.v_addr), sp_r2.en.eq(att.v_en),
+                         att.q_data.eq(sp_r0.data[:Dw]), att.k_data.eq(sp_r1.data[:Dw]),
+                         att.v_data.eq(sp_r2.data[:Dw])]
+
+        # weight and bias ports: the MAC engine in "mac", the AC engine otherwise
+        with m.If(is_("mac") if mac is not None else Const(0)):
+            m.d.comb += [w_rd.addr.eq(mac.weight_addr), w_rd.en.eq(mac.weight_en),
+                         b_rd.addr.eq(mac.bias_addr), b_rd.en.eq(mac.bias_en)]
+        with m.Else():
+            m.d.comb += [w_rd.addr.eq(ac.weight_addr), w_rd.en.eq(ac.weight_en),
+                         b_rd.addr.eq(ac.bias_addr), b_rd.en.eq(ac.bias_en)]
+        m.d.comb += [ac.weight_data.eq(w_rd.data), ac.bias_data.eq(b_rd.data)]
+        if mac is not None:
+            m.d.comb += [mac.weight_data.eq(w_rd.data), mac.bias_data.eq(b_rd.data)]
+        # spike read port 0: AC engine, max pool or the attention's Q
+        with m.If(is_("pool")):
+            m.d.comb += [sp_r0.addr.eq(pool.in_addr), sp_r0.en.eq(pool.in_en)]
+        with m.Elif(is_("attn") if att is not None else Const(0)):
+            m.d.comb += [sp_r0.addr.eq(att.q_addr), sp_r0.en.eq(att.q_en)]
+        with m.Else():
+            m.d.comb += [sp_r0.addr.eq(ac.spike_addr), sp_r0.en.eq(ac.spike_en)]
+        m.d.comb += [ac.spike_data.eq(sp_r0.data), pool.in_data.eq(sp_r0.data)]
+        m.d.comb += [hw_rd.addr.eq(head.w_addr), hw_rd.en.eq(head.w_en),
+                     head.w_data.eq(hw_rd.data), hb_rd.addr.eq(head.b_addr),
+                     hb_rd.en.eq(head.b_en), head.b_data.eq(hb_rd.data)]
+
+        # -- the stream reader: rows 0 .. R-1 in (pos, t, g) order ----------------------------
+        R = plan.stream_rows
+        rd_next = Signal(range(R + 1))  # next row to read
+        rd_valid = Signal()  # st_rd.data holds row rd_next - 1
+        rd_g = Signal(range(max(2, GD)))
+        rd_t = Signal(range(max(2, T)))
+        rd_out_g = Signal.like(rd_g)
+        rd_out_t = Signal.like(rd_t)
+        rd_last = Signal()
+        rd_ready = Signal()
+        reading = is_("ac_add", "lif", "head")
+        issue = Signal()
+        m.d.comb += [issue.eq(reading & ~go & ~clear & (rd_next < R) & (~rd_valid | rd_ready)),
+                     st_rd.addr.eq(rd_next), st_rd.en.eq(issue)]
+        with m.If(clear):
+            m.d.sync += [rd_next.eq(0), rd_valid.eq(0), rd_g.eq(0), rd_t.eq(0)]
+        with m.Elif(issue):
+            m.d.sync += [rd_next.eq(rd_next + 1), rd_valid.eq(1), rd_out_g.eq(rd_g),
+                         rd_out_t.eq(rd_t), rd_last.eq(rd_next == R - 1),
+                         rd_g.eq(Mux(rd_g == GD - 1, 0, rd_g + 1))]
+            with m.If(rd_g == GD - 1):
+                m.d.sync += rd_t.eq(Mux(rd_t == T - 1, 0, rd_t + 1))
+        with m.Elif(rd_ready):
+            m.d.sync += rd_valid.eq(0)
+        d_mask = Signal(P)  # lanes of group g that hold a channel
+        m.d.comb += d_mask.eq(Mux(rd_out_g == GD - 1,
+                                  (1 << (self.D - (GD - 1) * P)) - 1, (1 << P) - 1))
+
+        # -- the stream writer: rows 0 .. R-1 in order ----------------------------------------
+        wr_next = Signal(range(R + 1))
+        with m.If(clear):
+            m.d.sync += wr_next.eq(0)
+        with m.Elif(st_wr.en):
+            m.d.sync += wr_next.eq(wr_next + 1)
+        m.d.comb += st_wr.addr.eq(wr_next)
+
+        # -- the LIF's input: current beats with their thresholds ------------------------------
+        beat = data.StructLayout({
+            "current": data.ArrayLayout(signed(cur_w), P), "mask": unsigned(P),
+            "group": unsigned(len(lif.i.payload.group)), "t": unsigned(len(lif.i.payload.t)),
+            "last": unsigned(1)})
+        src = Signal(beat)
+        src_valid, src_ready = Signal(), Signal()
+        # T repeats of the MAC engine's static current
+        rep_t = Signal(range(max(2, T)))
+        if mac is not None:
+            with m.If(is_("mac")):
+                m.d.comb += [src_valid.eq(mac.o.valid), src.mask.eq(mac.o.payload.mask),
+                             src.group.eq(mac.o.payload.group), src.t.eq(rep_t),
+                             src.last.eq(mac.o.payload.last & (rep_t == T - 1)),
+                             mac.o.ready.eq(src_ready & (rep_t == T - 1))]
+                m.d.comb += [src.current[p].eq(mac.o.payload.current[p]) for p in range(P)]
+                with m.If(src_valid & src_ready):
+                    m.d.sync += rep_t.eq(Mux(rep_t == T - 1, 0, rep_t + 1))
+        with m.If(is_("ac_lif")):
+            m.d.comb += [src_valid.eq(ac.o.valid), src.mask.eq(ac.o.payload.mask),
+                         src.group.eq(ac.o.payload.group), src.t.eq(ac.o.payload.t),
+                         src.last.eq(ac.o.payload.last), ac.o.ready.eq(src_ready)]
+            m.d.comb += [src.current[p].eq(ac.o.payload.current[p]) for p in range(P)]
+        if att is not None:
+            with m.If(is_("attn")):
+                ap = att.out.payload
+                m.d.comb += [src_valid.eq(att.out.valid), src.mask.eq(ap.mask),
+                             src.group.eq(ap.channel >> lp), src.t.eq(ap.t),
+                             src.last.eq(ap.last), att.out.ready.eq(src_ready)]
+                m.d.comb += [src.current[p].eq(ap.y[p]) for p in range(P)]
+        with m.If(is_("lif")):
+            m.d.comb += [src_valid.eq(rd_valid), src.mask.eq(d_mask), src.group.eq(rd_out_g),
+                         src.t.eq(rd_out_t), src.last.eq(rd_last), rd_ready.eq(src_ready)]
+            m.d.comb += [src.current[p].eq(st_rd.data[p]) for p in range(P)]
+        # the threshold fetch stage
+        li = lif.i.payload
+        accept = src_valid & src_ready
+        m.d.comb += [src_ready.eq(~lif.i.valid | lif.i.ready),
+                     th_rd.addr.eq(cur.theta_base + src.group), th_rd.en.eq(accept)]
+        with m.If(clear):
+            m.d.sync += lif.i.valid.eq(0)
+        with m.Elif(accept):
+            m.d.sync += [lif.i.valid.eq(1), li.current.eq(src.current), li.mask.eq(src.mask),
+                         li.group.eq(src.group), li.t.eq(src.t), li.last.eq(src.last)]
+        with m.Elif(lif.i.ready):
+            m.d.sync += lif.i.valid.eq(0)
+        m.d.comb += [li.theta[p].eq(th_rd.data[p]) for p in range(P)]
+
+        # -- the spike writer: LIF output bits into words of the output map --------------------
+        lo = lif.o.payload
+        gpw = WW // P  # groups per word
+        lg = ceil_log2(gpw)
+        bufs = Array(Signal(WW, name=f"wbuf{t}") for t in range(T))
+        pos_addr = Signal(aw + 1)
+        word_end = Signal()
+        wbits = Signal(WW)
+        m.d.comb += [
+            lif.o.ready.eq(1),
+            word_end.eq(((lo.group & (gpw - 1)) == gpw - 1) | (lo.group == cur.lif_groups - 1)),
+            wbits.eq(bufs[lo.t] | (lo.spikes << ((lo.group & (gpw - 1)) * P))),
+        ]
+        lif_write = Signal()
+        m.d.comb += lif_write.eq(lif.o.valid & word_end)
+        with m.If(clear):
+            m.d.sync += [pos_addr.eq(0)] + [b.eq(0) for b in bufs]
+        with m.Elif(lif.o.valid):
+            m.d.sync += bufs[lo.t].eq(Mux(word_end, 0, wbits))
+            with m.If((lo.t == T - 1) & (lo.group == cur.lif_groups - 1)):
+                m.d.sync += pos_addr.eq(pos_addr + cur.out_nwords)
+        lif_addr = Signal(aw)
+        m.d.comb += lif_addr.eq(cur.out_base + lo.t * cur.out_plane + pos_addr
+                                + (lo.group >> lg))
+        with m.If(is_("pool")):
+            m.d.comb += [sp_w.addr.eq(pool.out_addr), sp_w.data.eq(pool.out_wdata),
+                         sp_w.en.eq(pool.out_we)]
+        with m.Else():
+            m.d.comb += [sp_w.addr.eq(lif_addr), sp_w.data.eq(wbits), sp_w.en.eq(lif_write)]
+        m.d.comb += [self.trace_valid.eq(sp_w.en), self.trace_addr.eq(sp_w.addr),
+                     self.trace_data.eq(sp_w.data)]
+
+        # -- stream store, residual add, head --------------------------------------------------
+        with m.If(is_("ac_store")):
+            m.d.comb += [ac.o.ready.eq(1), st_wr.en.eq(ac.o.valid)]
+            m.d.comb += [st_wr.data[p].eq(ac.o.payload.current[p]) for p in range(P)]
+        with m.If(is_("ac_add")):
+            ai = adder.i.payload
+            m.d.comb += [adder.i.valid.eq(ac.o.valid & rd_valid),
+                         ac.o.ready.eq(adder.i.ready & rd_valid),
+                         rd_ready.eq(adder.i.ready & ac.o.valid),
+                         ai.mask.eq(ac.o.payload.mask), ai.last.eq(ac.o.payload.last),
+                         adder.o.ready.eq(1), st_wr.en.eq(adder.o.valid)]
+            m.d.comb += [ai.stream[p].eq(st_rd.data[p]) for p in range(P)]
+            m.d.comb += [ai.current[p].eq(ac.o.payload.current[p]) for p in range(P)]
+            m.d.comb += [st_wr.data[p].eq(adder.o.payload.sum[p]) for p in range(P)]
+        with m.If(is_("head")):
+            hi = head.i.payload
+            m.d.comb += [head.i.valid.eq(rd_valid), rd_ready.eq(head.i.ready),
+                         hi.group.eq(rd_out_g), hi.mask.eq(d_mask), hi.last.eq(rd_last)]
+            m.d.comb += [hi.value[p].eq(st_rd.data[p]) for p in range(P)]
+
+        # logits
+        logits = Array(Signal(signed(wd["logit"]), name=f"logit{k}")
+                       for k in range(self.classes))
+        with m.If(head.logit_we):
+            m.d.sync += logits[head.logit_addr].eq(head.logit_data)
+        m.d.comb += [self.logit_data.eq(logits[self.logit_addr]),
+                     self.class_index.eq(head.class_index)]
+
+        # -- the end of an instruction ---------------------------------------------------------
+        stream_last = Signal()
+        m.d.comb += stream_last.eq(
+            st_wr.en & Mux(is_("ac_store"), ac.o.payload.last, adder.o.payload.last))
+        m.d.comb += instr_done.eq(
+            (lif.o.valid & lo.last & is_("mac", "ac_lif", "lif", "attn"))
+            | (stream_last & is_("ac_store", "ac_add"))
+            | (pool.done & is_("pool")) | (head.done & is_("head")))
+        return m

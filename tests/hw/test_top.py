@@ -1,0 +1,125 @@
+"""The whole accelerator (hw/top.py) in Amaranth's simulator on tiny models: equal integers.
+
+Logits, class and every golden counter of every layer equal model.golden's, for random models
+and images; the spike maps written (trace port) equal the golden spike maps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from amaranth.sim import Simulator
+
+from hw.program import PlanError, build_plan
+from hw.top import Accelerator
+from model import golden
+from model.compiler import compile_model, randomize
+from model import build_model, get_config
+
+
+def tiny_model(name="spikingformer-1-16", seed=0, **overrides):
+    overrides.setdefault("img_size", 8)
+    torch.manual_seed(seed)
+    return compile_model(randomize(build_model(get_config(name, **overrides)), seed))
+
+
+def simulate(cm, images, lanes=8):
+    """Run images [B, C, H, W] through the RTL; per image (logits, class, counters, cycles,
+    trace [(instr, addr, data)])."""
+    plan = build_plan(cm, lanes=lanes)
+    top = Accelerator(plan)
+    S, C = cm.config["img_size"], cm.config["in_channels"]
+    results = []
+
+    async def bench(ctx):
+        for img in images:
+            for a in range(S * S):
+                y, x = divmod(a, S)
+                ctx.set(top.img_addr, a)
+                ctx.set(top.img_data, sum(int(img[c, y, x]) << (8 * c) for c in range(C)))
+                ctx.set(top.img_we, 1)
+                await ctx.tick()
+            ctx.set(top.img_we, 0)
+            ctx.set(top.start, 1)
+            await ctx.tick()
+            ctx.set(top.start, 0)
+            trace = []
+            while True:
+                if ctx.get(top.trace_valid):
+                    trace.append((ctx.get(top.trace_instr), ctx.get(top.trace_addr),
+                                  ctx.get(top.trace_data)))
+                if ctx.get(top.done):
+                    break
+                await ctx.tick()
+            await ctx.tick()
+            logits = []
+            for k in range(cm.config["num_classes"]):
+                ctx.set(top.logit_addr, k)
+                logits.append(ctx.get(top.logit_data))
+            counters = []
+            for s in range(len(plan.counter_slots)):
+                ctx.set(top.cnt_addr, s)
+                await ctx.tick()
+                counters.append(ctx.get(top.cnt_data))
+            results.append(dict(logits=logits, cls=ctx.get(top.class_index), counters=counters,
+                                cycles=ctx.get(top.cycles), trace=trace))
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return plan, results
+
+
+def spike_maps(plan, trace):
+    """Per written layer, the map [T, C, H, W] rebuilt from the trace."""
+    WW = plan.word_width
+    maps = {}
+    for ins in plan.instructions:
+        mp = ins.writes
+        if mp is None:
+            continue
+        arr = maps.setdefault(mp.layer, np.zeros((mp.steps, mp.channels, mp.height, mp.width),
+                                                 np.uint8))
+        for instr, addr, word in trace:
+            if instr != ins.index:
+                continue
+            off = addr - mp.base
+            pos, w = divmod(off, mp.nwords)
+            t, yx = divmod(pos, mp.height * mp.width)
+            y, x = divmod(yx, mp.width)
+            for c in range(w * WW, min(mp.channels, (w + 1) * WW)):
+                if ins.kind == "pool" and c // WW != ins.fields["word"]:
+                    continue
+                arr[t, c, y, x] = (word >> (c % WW)) & 1
+    return maps
+
+
+def check(cm, images, plan, results):
+    ref = golden.run(cm, images, record=True)
+    for b, r in enumerate(results):
+        assert r["logits"] == ref.logits[b].tolist()
+        assert r["cls"] == ref.classes[b]
+        maps = spike_maps(plan, r["trace"])
+        for layer, arr in maps.items():
+            np.testing.assert_array_equal(arr, ref.spikes[layer][b], err_msg=layer)
+        sums = {}
+        for s, v in zip(plan.counter_slots, r["counters"]):
+            sums[(s["layer"], s["counter"])] = sums.get((s["layer"], s["counter"]), 0) + v
+        for layer, st in ref.stats.items():
+            for name in golden.COUNTERS:
+                want = int(st[name][b])
+                got = sums.get((layer, name), 0)
+                assert got == want, f"{layer} {name}: RTL {got}, golden {want}"
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("spikingformer-1-16", dict(T=2)),
+])
+def test_tiny_models_equal_golden(name, overrides):
+    cm = tiny_model(name, **overrides)
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (2, 3, 8, 8), dtype=np.uint8)
+    plan, results = simulate(cm, images)
+    check(cm, images, plan, results)
