@@ -114,12 +114,50 @@ def check(cm, images, plan, results):
                 assert got == want, f"{layer} {name}: RTL {got}, golden {want}"
 
 
-@pytest.mark.parametrize("name,overrides", [
-    ("spikingformer-1-16", dict(T=2)),
+@pytest.mark.parametrize("name,overrides,n", [
+    ("spikingformer-1-16", dict(T=2), 2),  # Q K^T first (head size 16 > 4 tokens)
+    ("spikingformer-1-16", dict(T=3, heads=2, img_size=12), 1),  # K^T V first, 9 tokens
+    pytest.param("spikingformer-2-32", dict(T=4, heads=2), 1, marks=pytest.mark.slow),
+    pytest.param("spikingformer-1-24", dict(T=1, heads=3, weight_bits=5), 1,
+                 marks=pytest.mark.slow),
 ])
-def test_tiny_models_equal_golden(name, overrides):
+def test_tiny_models_equal_golden(name, overrides, n):
     cm = tiny_model(name, **overrides)
+    S = cm.config["img_size"]
     rng = np.random.default_rng(1)
-    images = rng.integers(0, 256, (2, 3, 8, 8), dtype=np.uint8)
+    images = rng.integers(0, 256, (n, 3, S, S), dtype=np.uint8)
     plan, results = simulate(cm, images)
     check(cm, images, plan, results)
+
+
+def test_plan_refuses_what_the_hardware_cannot_run():
+    with pytest.raises(PlanError, match="spikformer"):
+        build_plan(tiny_model("spikformer-1-16"))
+    cm = tiny_model("spikingformer-1-16", T=2)
+    with pytest.raises(PlanError, match="power of two"):
+        build_plan(cm, lanes=6)
+    with pytest.raises(PlanError, match="exceeds the 8-bit spike word"):
+        build_plan(cm, word_width=8)
+    with pytest.raises(PlanError, match="end with the head"):
+        cm.program = [op for op in cm.program if op["op"] != "head"]
+        build_plan(cm)
+
+
+def test_spike_maps_are_reused_once_dead():
+    plan = build_plan(tiny_model("spikingformer-2-16", T=2))
+    spans = {}
+    for ins in plan.instructions:
+        if ins.writes is not None and ins.writes.layer not in spans:
+            spans[ins.writes.layer] = (ins.index, ins.writes)
+    last = {}
+    for ins in plan.instructions:
+        for mp in ins.reads:
+            last[mp.layer] = ins.index
+    # two maps share a word only if one is dead before the other is written
+    items = list(spans.values())
+    for i, (wa, a) in enumerate(items):
+        for wb, b in items[i + 1:]:
+            overlap = a.base < b.base + b.words and b.base < a.base + a.words
+            if overlap:
+                assert last.get(a.layer, wa) < wb, (a.layer, b.layer)
+    assert plan.spike_depth < sum(mp.words for _, mp in items)
