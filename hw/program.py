@@ -17,9 +17,13 @@ The golden model's program (model/golden.py) is a list of layers; the accelerato
 | ``pool`` | spike map -> MaxPool -> spike map (one instruction per word slice) | max pool |
 | ``head`` | stream -> Head -> logits, class | head |
 
-Spike maps live in one memory of ``word_width``-bit words (docs/hw_architecture.md layout:
+Spike maps live in four banks (docs/hw_architecture.md layout in each:
 ``base + ((t*H + y)*W + x)*nwords + w``), allocated first-fit by liveness, so a map's words
-are reused once its last reader has run. The residual stream holds rows of P values in the
+are reused once its last reader has run. Bank 0 (``word_width`` bits, 16 by default: narrow
+words waste little on the tokenizer's 8- and 16-channel maps) holds every map but the
+attention's K and V, and Q; banks 1-3 (``qkv_width`` >= D bits, one word per token) hold Q, K
+and V, which the attention unit reads in the same cycle. In the trace and the plan, addresses
+are global: bank b's words start at ``bank_offsets[b]``. The residual stream holds rows of P values in the
 order the AC engine emits its currents: row ``(pos*T + t)*G + g``.
 
 Each instruction lists the counters the sequencer copies into the counter memory when it
@@ -73,7 +77,9 @@ class SpikeMap:
     width: int
     steps: int
     nwords: int
-    base: int = -1
+    bank: int = 0
+    word_width: int = 16
+    base: int = -1  # within the bank
 
     @property
     def words(self) -> int:
@@ -101,12 +107,21 @@ class Plan:
     config: dict
     sha256: str
     lanes: int
-    word_width: int
+    word_width: int  # bank 0
+    qkv_width: int  # banks 1-3
     instructions: list[Instr]
     memories: dict[str, np.ndarray]  # name -> int64 [depth, lanes] or [depth]
     widths: dict[str, int]  # element widths and unit parameters
-    spike_depth: int
+    bank_depths: list[int]
     stream_rows: int
+
+    @property
+    def bank_offsets(self) -> list[int]:
+        return [sum(self.bank_depths[:b]) for b in range(len(self.bank_depths))]
+
+    @property
+    def spike_depth(self) -> int:
+        return sum(self.bank_depths)
 
     @property
     def counter_slots(self) -> list[dict]:
@@ -123,17 +138,22 @@ class Plan:
         cfg = self.config
         return {
             "config": cfg, "sha256": self.sha256, "lanes": self.lanes,
-            "word_width": self.word_width,
+            "word_width": self.word_width, "qkv_width": self.qkv_width,
+            "banks": [{"bank": b, "word_width": self.word_width if b == 0 else self.qkv_width,
+                       "depth": d, "offset": o}
+                      for b, (d, o) in enumerate(zip(self.bank_depths, self.bank_offsets))],
             "image": {"channels": cfg["in_channels"], "height": cfg["img_size"],
                       "width": cfg["img_size"], "pixel_width": 8 * cfg["in_channels"]},
             "classes": cfg["num_classes"], "logit_width": self.widths["logit"],
-            "spike_addr_width": self.widths["spike_addr"], "spike_depth": self.spike_depth,
+            "spike_addr_width": self.widths["trace_addr"], "spike_depth": self.spike_depth,
             "stream_rows": self.stream_rows, "widths": self.widths,
             "instructions": [{
                 "index": i.index, "kind": i.kind, "name": i.name, "layers": i.layers,
                 "fields": i.fields,
                 "writes": None if i.writes is None else {
-                    "layer": i.writes.layer, "base": i.writes.base,
+                    "layer": i.writes.layer,
+                    "base": i.writes.base + self.bank_offsets[i.writes.bank],
+                    "bank": i.writes.bank, "word_width": i.writes.word_width,
                     "channels": i.writes.channels, "height": i.writes.height,
                     "width": i.writes.width, "steps": i.writes.steps,
                     "nwords": i.writes.nwords},
@@ -154,7 +174,7 @@ def _pow2(n: int) -> int:
     return 1 << max(0, math.ceil(math.log2(n)))
 
 
-def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int | None = None) -> Plan:
+def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int = 16) -> Plan:
     """Map a compiled model onto the accelerator; PlanError if it cannot run there."""
     cfg = cm.config
     P = lanes
@@ -164,12 +184,9 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int | None = No
         raise PlanError(f"The accelerator runs spike-driven (spikingformer) models; "
                         f"{cfg['arch']!r} layer inputs are not all spikes")
     T, D, S = cfg["T"], cfg["dim"], cfg["img_size"]
-    WW = word_width or max(8, P, _pow2(D))
+    WW, WQ = word_width, max(P, _pow2(D))
     if WW < P or WW % P or WW & (WW - 1):
         raise PlanError(f"Word width must be a power of two multiple of the {P} lanes, not {WW}")
-    if D > WW:
-        raise PlanError(f"Embedding dim {D} exceeds the {WW}-bit spike word (the attention "
-                        f"unit reads one word per token)")
     ops = {op["name"]: op for op in cm.program}
     consumers: dict[str, list[str]] = {n: [] for n in ops}
     for op in cm.program:
@@ -212,7 +229,12 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int | None = No
 
     def spike_map(layer):
         C, H, W = shape(layer)
-        maps[layer] = SpikeMap(layer, C, H, W, T, -(-C // WW))
+        bank = 0
+        for user in consumers[layer]:
+            if ops[user]["op"] == "attention":
+                bank = 1 + ops[user]["inputs"].index(layer)
+        width = WQ if bank else WW
+        maps[layer] = SpikeMap(layer, C, H, W, T, -(-C // width), bank, width)
         return maps[layer]
 
     instrs: list[Instr] = []
@@ -250,8 +272,9 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int | None = No
         widths["bias"] = max(widths.get("bias", 2), _signed_bits(b))
         if op["input"] == "spikes":
             src = maps.get(op["inputs"][0])
-            if src is None:
-                raise PlanError(f"{op['name']}: input {op['inputs'][0]!r} is not a spike map")
+            if src is None or src.bank:
+                raise PlanError(f"{op['name']}: input {op['inputs'][0]!r} is not a spike map "
+                                f"of bank 0")
             ins.reads.append(src)
             ins.fields["spike_base"] = -1  # set after allocation
         done.add(op["name"])
@@ -304,8 +327,6 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int | None = No
                 stream = name
             else:
                 raise PlanError(f"{name}: a spike conv must feed one LIF or the residual add")
-            if op["shape"][0] > WW * 16:
-                raise PlanError(f"{name}: {op['shape'][0]} channels exceed 16 words")
         elif kind == "lif":
             if op["inputs"][0] != stream:
                 raise PlanError(f"{name}: a LIF that is not fused with its conv must read the "
@@ -319,8 +340,8 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int | None = No
                 raise PlanError(f"{name}: attention must feed exactly one LIF")
             ins = new("attn", name, [name, lif])
             srcs = [maps.get(i) for i in op["inputs"]]
-            if any(s is None for s in srcs):
-                raise PlanError(f"{name}: Q, K and V must be spike maps")
+            if any(s is None for s in srcs) or [s.bank for s in srcs] != [1, 2, 3]:
+                raise PlanError(f"{name}: Q, K and V must be spike maps read only by it")
             ins.reads += srcs
             ins.fields.update(heads=op["heads"], head_dim=op["head_dim"], tokens=op["tokens"],
                               order=int(op["order"] == "qk_first"),
@@ -335,8 +356,8 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int | None = No
             if (op["kernel"], op["stride"], op["pad"]) != (3, 2, 1):
                 raise PlanError(f"{name}: the pool unit runs 3x3 / stride 2 / pad 1")
             src = maps.get(op["inputs"][0])
-            if src is None:
-                raise PlanError(f"{name}: input is not a spike map")
+            if src is None or src.bank:
+                raise PlanError(f"{name}: input is not a spike map of bank 0")
             out = spike_map(name)
             for w in range(src.nwords):
                 ins = new("pool", name if src.nwords == 1 else f"{name}[{w}]", [name])
@@ -364,25 +385,8 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int | None = No
     if not instrs or instrs[-1].kind != "head":
         raise PlanError("The program must end with the head")
 
-    # -- spike memory: first-fit allocation by liveness ------------------------------------
-    last_use = {}
-    for ins in instrs:
-        for m in ins.reads:
-            last_use[m.layer] = ins.index
-    live: list[SpikeMap] = []
-    depth = 0
-    for ins in instrs:
-        m = ins.writes
-        if m is not None and m.base < 0:
-            live = [x for x in live if last_use.get(x.layer, -1) >= ins.index]
-            base = 0
-            for x in sorted(live, key=lambda x: x.base):
-                if x.base - base >= m.words:
-                    break
-                base = max(base, x.base + x.words)
-            m.base = base
-            live.append(m)
-            depth = max(depth, base + m.words)
+    # -- spike memory: allocation by liveness -----------------------------------------------
+    depths = [max(1, _allocate(instrs, b)) for b in range(4)]
     for ins in instrs:
         f = ins.fields
         if ins.kind in ("ac_lif", "ac_store", "ac_add"):
@@ -395,13 +399,15 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int | None = No
             f["stride"] = ins.reads[0].nwords
         if ins.writes is not None and ins.kind != "pool":
             m = ins.writes
-            f.update(out_base=m.base, out_nwords=m.nwords,
+            f.update(out_base=m.base, out_nwords=m.nwords, out_bank=m.bank,
+                     out_lg=(m.word_width // P).bit_length() - 1,
                      out_plane=m.height * m.width * m.nwords)
 
     N = (S // 4) ** 2
     stream_rows = N * T * (-(-D // P))
-    widths["spike_addr"] = max(1, (depth - 1).bit_length())
+    widths["spike_addr"] = max(1, (max(depths) - 1).bit_length(), (T * N - 1).bit_length())
     widths["head_in"] = widths["stream"]
+    widths["trace_addr"] = max(1, (sum(depths) - 1).bit_length())
     memories = {
         "weights": np.concatenate(weights) if weights else np.zeros((1, P), np.int64),
         "biases": np.concatenate(biases),
@@ -411,6 +417,60 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int | None = No
     }
     widths["bias"] = max(widths["bias"], 2)
     sha = hashlib.sha256(cm.to_bytes()).hexdigest()
-    return Plan(config=dict(cfg), sha256=sha, lanes=P, word_width=WW, instructions=instrs,
-                memories=memories, widths=widths, spike_depth=max(1, depth),
+    return Plan(config=dict(cfg), sha256=sha, lanes=P, word_width=WW, qkv_width=WQ,
+                instructions=instrs, memories=memories, widths=widths, bank_depths=depths,
                 stream_rows=stream_rows)
+
+
+def _allocate(instrs: list[Instr], bank: int) -> int:
+    """Place the maps of a bank; returns its depth in words.
+
+    Ping-pong: a map goes to the end of the bank away from the maps its instruction reads
+    (bottom if those sit high, top-aligned if they sit low), first trying the depth that the
+    largest live set needs and growing it until every map fits.
+    """
+    last_use: dict[str, int] = {}
+    for ins in instrs:
+        for m in ins.reads:
+            last_use[m.layer] = ins.index
+    written = [ins for ins in instrs if ins.writes is not None and ins.writes.bank == bank]
+    if not written:
+        return 0
+    # the largest live set: a lower bound of the depth
+    need, seen = 0, {}
+    for ins in instrs:
+        if ins.writes is not None and ins.writes.bank == bank:
+            seen.setdefault(ins.writes.layer, ins.writes)
+        need = max(need, sum(m.words for k, m in seen.items()
+                             if last_use.get(k, -1) >= ins.index or k == getattr(
+                                 ins.writes, "layer", None)))
+    depth = need
+    while True:
+        placed: dict[str, SpikeMap] = {}
+        ok = True
+        for ins in written:
+            m = ins.writes
+            if m.layer in placed:
+                continue
+            live = sorted((x for k, x in placed.items() if last_use.get(k, -1) >= ins.index),
+                          key=lambda x: x.base)
+            gaps, prev = [], 0
+            for x in live:
+                if x.base - prev >= m.words:
+                    gaps.append((prev, x.base))
+                prev = max(prev, x.base + x.words)
+            if depth - prev >= m.words:
+                gaps.append((prev, depth))
+            if not gaps:
+                ok = False
+                depth += m.words
+                break
+            inputs = [x for x in ins.reads if x.bank == bank and x.base >= 0]
+            high = bool(inputs) and 2 * inputs[0].base + inputs[0].words < depth
+            m.base = gaps[-1][1] - m.words if high else gaps[0][0]
+            placed[m.layer] = m
+        if ok:
+            return depth
+        for ins in written:
+            ins.writes.base = -1
+

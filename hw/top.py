@@ -53,6 +53,8 @@ class Accelerator(wiring.Component):
         self.plan = plan
         cfg = plan.config
         self.P, self.WW, self.T = plan.lanes, plan.word_width, cfg["T"]
+        self.WQ = plan.qkv_width
+        self.WMAX = max(self.WW, self.WQ)
         self.S, self.Cin = cfg["img_size"], cfg["in_channels"]
         self.classes, self.D = cfg["num_classes"], cfg["dim"]
         self.cw = counter_width
@@ -69,7 +71,7 @@ class Accelerator(wiring.Component):
             "cnt_addr": In(16), "cnt_data": Out(counter_width),
             "cycles": Out(32),
             "trace_valid": Out(1), "trace_instr": Out(self.trace_instr_width),
-            "trace_addr": Out(wd["spike_addr"]), "trace_data": Out(plan.word_width),
+            "trace_addr": Out(wd["trace_addr"]), "trace_data": Out(self.WMAX),
         })
 
     # -- the program memory ---------------------------------------------------------------
@@ -123,8 +125,10 @@ class Accelerator(wiring.Component):
             init=[int(v) for v in mem["head_biases"]])
         m.submodules.image = img_mem = memory.Memory(
             shape=data.ArrayLayout(unsigned(8), self.Cin), depth=self.S * self.S, init=[])
-        m.submodules.spikes = sp_mem = memory.Memory(shape=WW, depth=plan.spike_depth,
-                                                     init=[])
+        banks = []
+        for b, depth in enumerate(plan.bank_depths):
+            banks.append(memory.Memory(shape=WW if b == 0 else self.WQ, depth=depth, init=[]))
+            m.submodules[f"spikes{b}"] = banks[-1]
         m.submodules.stream = st_mem = memory.Memory(
             shape=data.ArrayLayout(signed(wd["stream"]), P), depth=plan.stream_rows, init=[])
         m.submodules.counters = cnt_mem = memory.Memory(shape=cw, depth=len(self.slots),
@@ -266,8 +270,9 @@ class Accelerator(wiring.Component):
         m.d.comb += [img_w.addr.eq(self.img_addr), img_w.data.eq(self.img_data),
                      img_w.en.eq(self.img_we & ~self.busy)]
         w_rd, b_rd, th_rd = w_mem.read_port(), b_mem.read_port(), th_mem.read_port()
-        sp_r0, sp_r1, sp_r2 = sp_mem.read_port(), sp_mem.read_port(), sp_mem.read_port()
-        sp_w = sp_mem.write_port()
+        sp_rd = [b.read_port() for b in banks]
+        sp_wr = [b.write_port() for b in banks]
+        sp_r0 = sp_rd[0]
         st_rd, st_wr = st_mem.read_port(), st_mem.write_port()
         hw_rd, hb_rd = hw_mem.read_port(), hb_mem.read_port()
 
@@ -304,10 +309,10 @@ class Accelerator(wiring.Component):
             if len(att.orders) == 2:
                 m.d.comb += att.order.eq(cur.order)
             Dw = att.channels
-            m.d.comb += [sp_r1.addr.eq(att.k_addr), sp_r1.en.eq(att.k_en),
-                         sp_r2.addr.eq(att.v_addr), sp_r2.en.eq(att.v_en),
-                         att.q_data.eq(sp_r0.data[:Dw]), att.k_data.eq(sp_r1.data[:Dw]),
-                         att.v_data.eq(sp_r2.data[:Dw])]
+            for x, port in zip("qkv", sp_rd[1:]):
+                m.d.comb += [port.addr.eq(getattr(att, f"{x}_addr")),
+                             port.en.eq(getattr(att, f"{x}_en")),
+                             getattr(att, f"{x}_data").eq(port.data[:Dw])]
 
         # weight and bias ports: the MAC engine in "mac", the AC engine otherwise
         with m.If(is_("mac") if mac is not None else Const(0)):
@@ -319,11 +324,9 @@ class Accelerator(wiring.Component):
         m.d.comb += [ac.weight_data.eq(w_rd.data), ac.bias_data.eq(b_rd.data)]
         if mac is not None:
             m.d.comb += [mac.weight_data.eq(w_rd.data), mac.bias_data.eq(b_rd.data)]
-        # spike read port 0: AC engine, max pool or the attention's Q
+        # bank 0's read port: AC engine or max pool
         with m.If(is_("pool")):
             m.d.comb += [sp_r0.addr.eq(pool.in_addr), sp_r0.en.eq(pool.in_en)]
-        with m.Elif(is_("attn") if att is not None else Const(0)):
-            m.d.comb += [sp_r0.addr.eq(att.q_addr), sp_r0.en.eq(att.q_en)]
         with m.Else():
             m.d.comb += [sp_r0.addr.eq(ac.spike_addr), sp_r0.en.eq(ac.spike_en)]
         m.d.comb += [ac.spike_data.eq(sp_r0.data), pool.in_data.eq(sp_r0.data)]
@@ -417,16 +420,17 @@ class Accelerator(wiring.Component):
 
         # -- the spike writer: LIF output bits into words of the output map --------------------
         lo = lif.o.payload
-        gpw = WW // P  # groups per word
-        lg = ceil_log2(gpw)
-        bufs = Array(Signal(WW, name=f"wbuf{t}") for t in range(T))
+        # groups per word: 2^out_lg (the destination bank's word width / P)
+        gmask = Signal(max(1, ceil_log2(self.WMAX // P)))
+        bufs = Array(Signal(self.WMAX, name=f"wbuf{t}") for t in range(T))
         pos_addr = Signal(aw + 1)
         word_end = Signal()
-        wbits = Signal(WW)
+        wbits = Signal(self.WMAX)
         m.d.comb += [
             lif.o.ready.eq(1),
-            word_end.eq(((lo.group & (gpw - 1)) == gpw - 1) | (lo.group == cur.lif_groups - 1)),
-            wbits.eq(bufs[lo.t] | (lo.spikes << ((lo.group & (gpw - 1)) * P))),
+            gmask.eq((Const(1, len(gmask) + 1) << cur.out_lg) - 1),
+            word_end.eq(((lo.group & gmask) == gmask) | (lo.group == cur.lif_groups - 1)),
+            wbits.eq(bufs[lo.t] | (lo.spikes << ((lo.group & gmask) * P))),
         ]
         lif_write = Signal()
         m.d.comb += lif_write.eq(lif.o.valid & word_end)
@@ -438,14 +442,21 @@ class Accelerator(wiring.Component):
                 m.d.sync += pos_addr.eq(pos_addr + cur.out_nwords)
         lif_addr = Signal(aw)
         m.d.comb += lif_addr.eq(cur.out_base + lo.t * cur.out_plane + pos_addr
-                                + (lo.group >> lg))
+                                + (lo.group >> cur.out_lg))
+        w_addr, w_data, w_en = Signal(aw), Signal(self.WMAX), Signal()
         with m.If(is_("pool")):
-            m.d.comb += [sp_w.addr.eq(pool.out_addr), sp_w.data.eq(pool.out_wdata),
-                         sp_w.en.eq(pool.out_we)]
+            m.d.comb += [w_addr.eq(pool.out_addr), w_data.eq(pool.out_wdata),
+                         w_en.eq(pool.out_we)]
         with m.Else():
-            m.d.comb += [sp_w.addr.eq(lif_addr), sp_w.data.eq(wbits), sp_w.en.eq(lif_write)]
-        m.d.comb += [self.trace_valid.eq(sp_w.en), self.trace_addr.eq(sp_w.addr),
-                     self.trace_data.eq(sp_w.data)]
+            m.d.comb += [w_addr.eq(lif_addr), w_data.eq(wbits), w_en.eq(lif_write)]
+        offsets = Array(Const(o, len(self.trace_addr)) for o in plan.bank_offsets)
+        bank = Signal(2)
+        m.d.comb += bank.eq(Mux(is_("pool"), 0, cur.out_bank) if len(banks) > 1 else 0)
+        for b, port in enumerate(sp_wr):
+            m.d.comb += [port.addr.eq(w_addr), port.data.eq(w_data),
+                         port.en.eq(w_en & (bank == b))]
+        m.d.comb += [self.trace_valid.eq(w_en), self.trace_addr.eq(offsets[bank] + w_addr),
+                     self.trace_data.eq(w_data)]
 
         # -- stream store, residual add, head --------------------------------------------------
         with m.If(is_("ac_store")):

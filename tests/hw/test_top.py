@@ -74,7 +74,6 @@ def simulate(cm, images, lanes=8):
 
 def spike_maps(plan, trace):
     """Per written layer, the map [T, C, H, W] rebuilt from the trace."""
-    WW = plan.word_width
     maps = {}
     for ins in plan.instructions:
         mp = ins.writes
@@ -85,7 +84,8 @@ def spike_maps(plan, trace):
         for instr, addr, word in trace:
             if instr != ins.index:
                 continue
-            off = addr - mp.base
+            WW = mp.word_width
+            off = addr - mp.base - plan.bank_offsets[mp.bank]
             pos, w = divmod(off, mp.nwords)
             t, yx = divmod(pos, mp.height * mp.width)
             y, x = divmod(yx, mp.width)
@@ -136,8 +136,8 @@ def test_plan_refuses_what_the_hardware_cannot_run():
     cm = tiny_model("spikingformer-1-16", T=2)
     with pytest.raises(PlanError, match="power of two"):
         build_plan(cm, lanes=6)
-    with pytest.raises(PlanError, match="exceeds the 8-bit spike word"):
-        build_plan(cm, word_width=8)
+    with pytest.raises(PlanError, match="Word width must be a power of two"):
+        build_plan(cm, word_width=24)
     with pytest.raises(PlanError, match="end with the head"):
         cm.program = [op for op in cm.program if op["op"] != "head"]
         build_plan(cm)
@@ -157,7 +157,16 @@ def test_spike_maps_are_reused_once_dead():
     items = list(spans.values())
     for i, (wa, a) in enumerate(items):
         for wb, b in items[i + 1:]:
-            overlap = a.base < b.base + b.words and b.base < a.base + a.words
+            overlap = (a.bank == b.bank and a.base < b.base + b.words
+                       and b.base < a.base + a.words)
             if overlap:
                 assert last.get(a.layer, wa) < wb, (a.layer, b.layer)
     assert plan.spike_depth < sum(mp.words for _, mp in items)
+
+
+def test_the_default_model_needs_only_its_largest_live_set():
+    from model.modelfile import CompiledModel
+    plan = build_plan(CompiledModel.load("models/default.sfm"))
+    # tokenizer: the 16-channel 32x32 map and the 32-channel one, 16-bit words, T = 4
+    assert plan.bank_depths[0] == 4 * 32 * 32 * (1 + 2)
+    assert plan.bank_depths[1:] == [4 * 64] * 3  # Q, K, V: one 64-bit word per token
