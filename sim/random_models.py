@@ -41,7 +41,8 @@ def check_model(model: Path, n: int = 4, sim: str = "verilator", shards: int = 2
     from model.golden import run_batched
     from model.modelfile import CompiledModel
 
-    from .run import build, compare, debug_image, load_images, simulate, summarize
+    from .run import (build, compare, debug_image, default_maxcycles, load_images, simulate,
+                      summarize)
 
     gen = Path(out) if out else Path(model).with_suffix("")
     cm = CompiledModel.load(model)
@@ -52,7 +53,9 @@ def check_model(model: Path, n: int = 4, sim: str = "verilator", shards: int = 2
     t_build = time.perf_counter() - t0
     images, labels, _ = load_images(None, n)
     golden = run_batched(cm, images, 64)
-    run = simulate(gen, bdir, sim, images, gen / f"run_{sim}", shards=shards)
+    maxcycles = default_maxcycles(cm, images[0], lanes)
+    run = simulate(gen, bdir, sim, images, gen / f"run_{sim}", shards=shards,
+                   maxcycles=maxcycles)
     cmp = compare(plan, golden, run)
     s = summarize(plan, run, golden, labels, cmp)
     s.update(model=str(model), build_s=t_build, mismatches=cmp["mismatched_images"],
@@ -60,7 +63,7 @@ def check_model(model: Path, n: int = 4, sim: str = "verilator", shards: int = 2
     if cmp["mismatched_images"]:
         idx = min(cmp["mismatched_images"])
         s["first_difference"], _ = debug_image(cm, plan, gen, bdir, sim, images[idx], idx,
-                                               gen / f"run_{sim}")
+                                               gen / f"run_{sim}", maxcycles)
     return s
 
 

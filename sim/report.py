@@ -64,6 +64,9 @@ def build_report(cm, plan: dict, counters: np.ndarray, cycles: np.ndarray, golde
                  meta: dict | None = None) -> dict:
     from model.energy import energy_report
 
+    from .run import shown
+
+    meta = {k: shown(v) if k in ("model", "data") else v for k, v in (meta or {}).items()}
     rtl = energy_report(cm, rtl_result(cm, plan, counters))
     paper = energy_report(cm, golden)
     layers = []
@@ -78,7 +81,7 @@ def build_report(cm, plan: dict, counters: np.ndarray, cycles: np.ndarray, golde
     P = plan["lanes"]
     total_cycles = float(np.mean(cycles))
     total_sops = rtl["totals"]["sops"]
-    return {"meta": meta or {}, "lanes": P, "images": int(len(cycles)),
+    return {"meta": meta, "lanes": P, "images": int(len(cycles)),
             "config": cm.config, "cycles": total_cycles,
             "instruction_cycles": math.fsum(r["cycles"] for r in ins),
             "sops": total_sops, "utilization": total_sops / (P * total_cycles),
@@ -221,9 +224,10 @@ def main(argv=None) -> dict:
         raise FileNotFoundError(f"No results.npz in {run}: run `python -m sim.run` first")
     summary = json.loads((run / "summary.json").read_text())
     res = np.load(run / "results.npz")
-    cm = CompiledModel.load(summary["model"])
+    cm = CompiledModel.load(REPO / summary["model"])
     plan = json.loads((run.parent / "plan.json").read_text())
-    images, _, _ = load_images(summary["data"], summary["images"], summary["first"])
+    images, _, _ = load_images(str(REPO / summary["data"]), summary["images"],
+                               summary["first"])
     golden = run_batched(cm, images, 64)
     out = Path(args.out) if args.out else REPO / "docs" / "sim" / Path(summary["model"]).stem
     rep = write_report(cm, plan, res["counters"], res["cycles"], golden, out, summary)

@@ -111,7 +111,7 @@ def build(gen_dir: str | Path, sim: str = "verilator", build_dir: str | Path | N
     return bdir
 
 
-# -- run --------------------------------------------------------------------------------------------
+# -- run -------------------------------------------------------------------------------------------
 @dataclass
 class SimRun:
     results: list[dict]  # one per image, sorted by index: logits, class_index, cycles, counters
@@ -184,8 +184,9 @@ def simulate(gen_dir: str | Path, build_dir: str | Path, sim: str, images: np.nd
         while True:
             done = all(p.poll() is not None for p in procs)
             if bar is not None:
-                bar.n = sum(_count_lines(o) for o in outs)
-                bar.refresh()
+                count = sum(_count_lines(o) for o in outs)
+                if count != bar.n:
+                    bar.update(count - bar.n)
             if done:
                 break
             time.sleep(0.5)
@@ -210,7 +211,7 @@ def simulate(gen_dir: str | Path, build_dir: str | Path, sim: str, images: np.nd
     return SimRun(results=results, wall=wall, shards=len(procs), logs=logs)
 
 
-# -- compare ----------------------------------------------------------------------------------------
+# -- compare ---------------------------------------------------------------------------------------
 def slot_table(plan: dict) -> dict[tuple[str, str], list[int]]:
     """(golden layer, counter) -> the counter-memory slots that add up to it."""
     from model.golden import COUNTERS
@@ -304,6 +305,15 @@ def debug_image(cm, plan: dict, gen_dir, build_dir, sim: str, image: np.ndarray,
 
 
 # -- CLI ------------------------------------------------------------------------------------------
+def shown(path) -> str:
+    """A path as a person reads it: relative to the repository when inside it."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def load_images(data: str | None, n: int, first: int = 0):
     """Test images and labels: the bundled 256 by default, else anything model.data loads."""
     from model.data import BUNDLED_TEST, DEFAULT_DATA, load_split
@@ -313,7 +323,16 @@ def load_images(data: str | None, n: int, first: int = 0):
     if first + n > len(images):
         raise ValueError(f"{src} holds {len(images)} test images; asked for {first}..{first + n}"
                          f" (the full set: --data ../shared/data/cifar10)")
-    return images[first:first + n], labels[first:first + n], src
+    return images[first:first + n], labels[first:first + n], shown(src)
+
+
+def default_maxcycles(cm, image: np.ndarray, lanes: int) -> int:
+    """A per-image timeout: 20 x the SOP bound of one image (the engines run near it), at
+    least 5 M cycles, so a hung accelerator ends its run in minutes, not hours."""
+    from model.golden import run as golden_run
+
+    sops = int(golden_run(cm, image[None]).total("sops")[0])
+    return max(5_000_000, 20 * sops // lanes)
 
 
 def summarize(plan: dict, run: SimRun, golden, labels: np.ndarray, cmp: dict) -> dict:
@@ -400,14 +419,16 @@ def main(argv=None) -> int:
         golden["r"] = run_batched(cm, images, 64)
 
     run_dir = gen_dir / f"run_{args.sim}"
+    maxcycles = args.maxcycles or default_maxcycles(cm, images[0], plan["lanes"])
     run = simulate(gen_dir, bdir, args.sim, images, run_dir, first=args.first,
-                   shards=args.shards, maxcycles=args.maxcycles, progress=args.n >= 8,
+                   shards=args.shards, maxcycles=maxcycles, progress=args.n >= 8,
                    while_running=run_golden)
     g = golden["r"]
     cmp = compare(plan, g, run)
     s = summarize(plan, run, g, labels, cmp)
     cfg = cm.config
-    header = (f"model               {args.model} ({cfg['arch']}-{cfg['depth']}-{cfg['dim']}, "
+    name = f"{cfg['arch']}-{cfg['depth']}-{cfg['dim']}"
+    header = (f"model               {shown(args.model)} ({name}, "
               f"{cfg['heads']} heads, T={cfg['T']}), lanes {plan['lanes']}\n"
               f"images              {args.n} from {src} (first {args.first}), {args.sim}")
     print_summary(s, cmp, header)
@@ -416,19 +437,19 @@ def main(argv=None) -> int:
              classes=run.array("class_index"), cycles=run.array("cycles"),
              counters=np.array([r["counters"] for r in run.results], dtype=np.int64))
     (run_dir / "summary.json").write_text(json.dumps(
-        {"model": str(args.model), "data": src, "first": args.first, "sim": args.sim, **s,
+        {"model": shown(args.model), "data": src, "first": args.first, "sim": args.sim, **s,
          "mismatches": {str(k): v for k, v in cmp["mismatched_images"].items()},
          "uncounted": cmp["uncounted"]}, indent=1))
     for idx in sorted(cmp["mismatched_images"])[:args.debug]:
         print(f"tracing image {idx} ...", file=sys.stderr)
         text, _ = debug_image(cm, plan, gen_dir, bdir, args.sim, images[idx - args.first], idx,
-                              run_dir, args.maxcycles)
+                              run_dir, maxcycles)
         print(f"image {idx}: {text}")
     if args.report:
         from .report import write_report
         counters = np.array([r["counters"] for r in run.results], dtype=np.int64)
         write_report(cm, plan, counters, run.array("cycles"), g, args.report,
-                     {"model": str(args.model), "data": src, "sim": args.sim, **s})
+                     {"model": shown(args.model), "data": src, "sim": args.sim, **s})
         print(f"wrote {args.report}/sim.md, sim.json, sim.png", file=sys.stderr)
     print(f"total wall          {time.perf_counter() - t_start:.1f} s", file=sys.stderr)
     return 1 if (cmp["mismatched_images"] or cmp["uncounted"]) else 0
