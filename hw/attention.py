@@ -61,6 +61,7 @@ from amaranth.utils import bits_for, ceil_log2
 from .counters import add_counter, popcount
 from .params import check_int as _check
 from .priority import lowest_set
+from .program import DISTRIBUTED_DEPTH
 
 ORDERS = ("kv_first", "qk_first", "both")
 COUNTERS = ("sops", "spikes_in", "act_reads", "busy_cycles", "stall_cycles", "word_reads",
@@ -364,7 +365,9 @@ class SpikeAttention(wiring.Component):
 
         # kv_first: the KV scratch and the seen masks
         if has_kv:
-            kv_mem = memory.Memory(shape=unsigned(Dm * E), depth=T * Hm * Dm, init=[])
+            depth = T * Hm * Dm
+            kv_mem = memory.Memory(shape=unsigned(Dm * E), depth=depth, init=[], attrs={
+                "ram_style": "distributed" if depth <= DISTRIBUTED_DEPTH else "block"})
             m.submodules.kv_mem = kv_mem
             kv_wr = kv_mem.write_port()
             kv_rd = kv_mem.read_port()

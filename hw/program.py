@@ -474,3 +474,76 @@ def _allocate(instrs: list[Instr], bank: int) -> int:
         for ins in written:
             ins.writes.base = -1
 
+
+
+# -- memories and their cost on a 7-series FPGA -------------------------------------------
+# Simple dual port block RAM shapes (bits wide, words deep), in BRAM18 halves of a BRAM36.
+_BRAM18 = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
+_BRAM36 = ((1, 32768), (2, 16384), (4, 8192), (9, 4096), (18, 2048), (36, 1024), (72, 512))
+DISTRIBUTED_DEPTH = 320  # memories this shallow go to LUT RAM (ram_style "distributed")
+
+
+@dataclass
+class MemorySpec:
+    name: str
+    width: int  # bits per word
+    depth: int
+    read_ports: int
+    contents: str
+
+    @property
+    def style(self) -> str:
+        return "distributed" if self.depth <= DISTRIBUTED_DEPTH else "block"
+
+    @property
+    def bytes(self) -> int:
+        return math.ceil(self.width * self.depth / 8)
+
+    @property
+    def bram36(self) -> float:
+        """Block RAM36 primitives (in halves: a BRAM18 is 0.5), one copy per read port."""
+        if self.style != "block":
+            return 0.0
+        halves = min([2 * math.ceil(self.width / w) * math.ceil(self.depth / d)
+                      for w, d in _BRAM36]
+                     + [math.ceil(self.width / w) * math.ceil(self.depth / d)
+                        for w, d in _BRAM18])
+        return halves / 2 * self.read_ports
+
+    @property
+    def lutram(self) -> int:
+        """LUTs as LUT RAM (RAM64M: 64 words x 3 bits in 4 LUTs), one copy per read port."""
+        if self.style != "distributed":
+            return 0
+        return 4 * math.ceil(self.width / 3) * math.ceil(self.depth / 64) * self.read_ports
+
+
+def memory_specs(plan: Plan) -> list[MemorySpec]:
+    """The accelerator's memories (hw/top.py builds exactly these), largest first."""
+    P, wd, cfg = plan.lanes, plan.widths, plan.config
+    mem = plan.memories
+    specs = [
+        MemorySpec("weights", P * wd["weight"], len(mem["weights"]), 1,
+                   "conv weights, rows of P lanes"),
+        MemorySpec("biases", P * wd["bias"], len(mem["biases"]), 1, "conv biases, rows of P"),
+        MemorySpec("thetas", P * wd["lif_mem"], len(mem["thetas"]), 1,
+                   "LIF thresholds, rows of P"),
+        MemorySpec("head_w", wd["head_weight"], len(mem["head_weights"]), 1, "head weights"),
+        MemorySpec("head_b", wd["head_bias"], len(mem["head_biases"]), 1, "head biases"),
+        MemorySpec("image", 8 * cfg["in_channels"], cfg["img_size"] ** 2, 1, "input pixels"),
+        MemorySpec("spikes0", plan.word_width, plan.bank_depths[0], 1,
+                   "spike maps (all but Q, K, V)"),
+    ]
+    for b, name in ((1, "Q"), (2, "K"), (3, "V")):
+        specs.append(MemorySpec(f"spikes{b}", plan.qkv_width, plan.bank_depths[b], 1,
+                                f"spike map {name}"))
+    specs += [
+        MemorySpec("stream", P * wd["stream"], plan.stream_rows, 1, "residual stream"),
+        MemorySpec("counters", 32, len(plan.counter_slots), 1, "activity counters"),
+    ]
+    attn = [i.fields for i in plan.instructions if i.kind == "attn"]
+    if any(f["order"] == 0 for f in attn):  # K^T V first: SpikeAttention's scratch
+        d, h, n = attn[0]["head_dim"], attn[0]["heads"], attn[0]["tokens"]
+        specs.append(MemorySpec("attention", d * n.bit_length(), cfg["T"] * h * d, 1,
+                                "K^T V of every head and time step (in SpikeAttention)"))
+    return specs

@@ -36,7 +36,7 @@ from .head import Head
 from .lif import LIFArray
 from .mac_conv import MACConv
 from .maxpool import MaxPool
-from .program import KINDS, Plan
+from .program import KINDS, Plan, memory_specs
 from .residual import ResidualAdder
 
 KIND = {k: i for i, k in enumerate(KINDS)}
@@ -108,10 +108,12 @@ class Accelerator(wiring.Component):
             return len(mem[name])
 
         # -- memories -------------------------------------------------------------------------
+        style = {s.name: {"ram_style": s.style} for s in memory_specs(plan)}
+
         def lane_mem(name, width):
             arr = mem[name]
             return memory.Memory(shape=data.ArrayLayout(signed(width), P), depth=len(arr),
-                                 init=[[int(v) for v in r] for r in arr])
+                                 init=[[int(v) for v in r] for r in arr], attrs=style[name])
 
         acc_w = max(wd["conv_acc"], wd["weight"] + 9, wd["bias"], 17)
         m.submodules.weights = w_mem = lane_mem("weights", wd["weight"])
@@ -119,20 +121,23 @@ class Accelerator(wiring.Component):
         m.submodules.thetas = th_mem = lane_mem("thetas", wd["lif_mem"])
         m.submodules.head_w = hw_mem = memory.Memory(
             shape=signed(wd["head_weight"]), depth=rows("head_weights"),
-            init=[int(v) for v in mem["head_weights"]])
+            init=[int(v) for v in mem["head_weights"]], attrs=style["head_w"])
         m.submodules.head_b = hb_mem = memory.Memory(
             shape=signed(wd["head_bias"]), depth=rows("head_biases"),
-            init=[int(v) for v in mem["head_biases"]])
+            init=[int(v) for v in mem["head_biases"]], attrs=style["head_b"])
         m.submodules.image = img_mem = memory.Memory(
-            shape=data.ArrayLayout(unsigned(8), self.Cin), depth=self.S * self.S, init=[])
+            shape=data.ArrayLayout(unsigned(8), self.Cin), depth=self.S * self.S, init=[],
+            attrs=style["image"])
         banks = []
         for b, depth in enumerate(plan.bank_depths):
-            banks.append(memory.Memory(shape=WW if b == 0 else self.WQ, depth=depth, init=[]))
+            banks.append(memory.Memory(shape=WW if b == 0 else self.WQ, depth=depth, init=[],
+                                       attrs=style[f"spikes{b}"]))
             m.submodules[f"spikes{b}"] = banks[-1]
         m.submodules.stream = st_mem = memory.Memory(
-            shape=data.ArrayLayout(signed(wd["stream"]), P), depth=plan.stream_rows, init=[])
+            shape=data.ArrayLayout(signed(wd["stream"]), P), depth=plan.stream_rows, init=[],
+            attrs=style["stream"])
         m.submodules.counters = cnt_mem = memory.Memory(shape=cw, depth=len(self.slots),
-                                                        init=[])
+                                                        init=[], attrs=style["counters"])
         layout, init = self._program()
         m.submodules.program = prog_mem = memory.Memory(shape=layout, depth=len(init),
                                                         init=init)
