@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
 from .counters import add_counter
-from .priority import SpikeScanner
+from .priority import SpikeScanner, lowest_set, one_set
 
 __all__ = ["ACConv"]
 
@@ -65,19 +65,24 @@ class ACConv(wiring.Component):
     (y * W + x), ``t``, ``group``, ``last`` (the layer's last beat). ``done`` pulses once the
     last beat is taken.
 
-    Dataflow (details in docs/hw_ac_conv.md): a fetcher reads each window's spike words
-    (valid taps only: padding is never fetched) into one of ``windows`` slots of a LUT RAM
-    window buffer, with a flag per non-zero word; a ``SpikeScanner`` yields the window's set
-    bits, one per cycle, skipping empty words in zero cycles, once per group; each bit reads a
-    weight row, and P accumulators add it. Fetching overlaps the scanning of earlier windows.
+    Dataflow (details in docs/hw_ac_conv.md): a fetcher reads the windows' spike words
+    (valid taps only: padding is never fetched) into a LUT RAM window memory, with a flag per
+    non-zero part; for a 3x3 layer it keeps a ring of 4 columns per time step and fetches
+    only the column a window does not share with the previous position of its row (column
+    reuse: 3 words per window instead of 9); a 1x1 window goes into one of ``windows``
+    regions. A ``SpikeScanner`` yields the window's set bits, one per cycle, skipping empty
+    words in zero cycles, once per group; each bit reads a weight row, and P accumulators add
+    it. The next window's flags and first word are read ahead into registers, so that chaining
+    windows without a bubble needs no memory read after a window's last bit. Fetching
+    overlaps the scanning of earlier windows.
     Throughput: one spike (P synapses) per cycle, max(1, spikes) cycles per (window, group);
     latency from a bit to its output beat 3 cycles.
 
     Parameters: ``lanes`` P (a power of two), ``ci_max`` (3x3 layers; 1x1 layers take up to
     ``ci_max_1x1`` = 9 x the window's words per tap x ``word_width``), ``co_max``, ``hw_max``,
     ``t_max``, ``word_width`` (spike memory word), ``scan_width`` (the scanner's word: a part of
-    a spike word, default min(32, word_width)), widths, ``windows`` (window buffers, >= 2) and
-    address widths.
+    a spike word, default min(32, word_width)), widths, ``windows`` (window buffers of a 1x1
+    layer, >= 2; a 3x3 layer uses one region per time step) and address widths.
 
     Accumulators are ``acc_width`` bits and wrap: the compiler's bound (the layer's ``bits``,
     from |bias| + 9 Ci max|w|) must fit, which is what makes overflow impossible.
@@ -87,9 +92,10 @@ class ACConv(wiring.Component):
     when the centre tap's bit is scanned for group 0), ``weight_reads`` (a weight per synapse
     and a bias per output neuron, read at t = 0 and held over the T steps), ``act_reads``
     (T Ci H W: every map bit once, counted as Ci per window). Besides: ``act_words`` (spike
-    words physically read: a word serves up to 9 windows, so this exceeds act_reads / word
-    width), ``weight_rows`` (weight and bias rows physically read), ``busy_cycles`` and
-    ``stall_cycles`` (busy cycles that issue no spike event or bias-only beat).
+    words physically read: with column reuse a word once per output row that needs it, up to
+    3 times, so this exceeds act_reads / word width), ``weight_rows`` (weight and bias rows
+    physically read), ``busy_cycles`` and ``stall_cycles`` (busy cycles that issue no spike
+    event or bias-only beat).
     """
 
     def __init__(self, *, lanes: int = 8, ci_max: int = 64, co_max: int = 256,
@@ -180,7 +186,6 @@ class ACConv(wiring.Component):
         P, WW, NB = self.lanes, self.word_width, self.windows
         G, TW = self.slots, self.tap_words
         twb = ceil_log2(TW)  # bits of a word index within a tap
-        slot_bits = ceil_log2(G)
         nb_bits = max(1, ceil_log2(NB))
         saw, waw = self.spike_addr_width, self.weight_addr_width
         hwb, tb = bits_for(self.hw_max), bits_for(self.t_max)
@@ -196,22 +201,23 @@ class ACConv(wiring.Component):
         weight_base = Signal(waw)
         bias_base = Signal.like(self.bias_base)
 
-        # derived (combinational from the layer registers, stable over a layer)
+        # derived from the layer registers, registered at setup (stable over a layer)
         nwords = Signal(range(G + 1))  # spike words per position
+        nwords_m1 = Signal(range(G))
         groups_m1 = Signal(max(1, bits_for(self.groups_max - 1)))  # groups - 1
         last_mask = Signal(P)  # lanes of the last group that hold a channel
         K = Signal(waw)  # weight rows per group
         tail = Signal(WW)  # channel bits of a position's last word
         co_m1 = Signal(len(co))
         ci_m1 = Signal(len(ci))
-        m.d.comb += [
-            co_m1.eq(co - 1),
-            ci_m1.eq(ci - 1),
-            nwords.eq((ci_m1 >> ceil_log2(WW)) + 1),
-            groups_m1.eq(co_m1 >> ceil_log2(P)),
-            last_mask.eq(_thermometer(co_m1[:ceil_log2(P)], P)),
-            K.eq(Mux(k3, (ci << 3) + ci, ci)),
-            tail.eq(_thermometer(ci_m1[:ceil_log2(WW)], WW)),
+        m.d.comb += [co_m1.eq(co - 1), ci_m1.eq(ci - 1)]
+        derived = [
+            (nwords_m1, ci_m1 >> ceil_log2(WW)),
+            (nwords, (ci_m1 >> ceil_log2(WW)) + 1),
+            (groups_m1, co_m1 >> ceil_log2(P)),
+            (last_mask, _thermometer(co_m1[:ceil_log2(P)], P)),
+            (K, Mux(k3, (ci << 3) + ci, ci)),
+            (tail, _thermometer(ci_m1[:ceil_log2(WW)], WW)),
         ]
         # tap * Ci, tap = 0..8 (registered at setup, read per spike)
         tap_ci = Array(Signal(waw, name=f"tap_ci{i}") for i in range(9))
@@ -239,7 +245,8 @@ class ACConv(wiring.Component):
             with m.State("Setup-Rowstride"):
                 # rowstride = W * nwords; tap_ci[i] = i * Ci
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [mul_a.eq(W), mul_b.eq(nwords), mul_acc.eq(0)]
+                m.d.sync += [mul_a.eq(W), mul_b.eq(derived[1][1]), mul_acc.eq(0)]
+                m.d.sync += [reg.eq(value) for reg, value in derived]
                 m.d.sync += [tap_ci[i].eq(sum(ci << b for b in range(4) if i >> b & 1))
                              for i in range(1, 9)]
                 m.next = "Multiply-Rowstride"
@@ -270,20 +277,39 @@ class ACConv(wiring.Component):
         setup = Signal()  # the cycle before Run: reset the fetcher and the scanner
         m.d.comb += setup.eq(self.busy & ~running)
 
-        # -- window buffer: NB windows of G words (LUT RAM), a flag per non-zero part -------
-        # The scanner works on parts of SW bits (R parts per word): its word index is
-        # Cat(part, slot).
+        # -- window memory: NR regions of 16 TW words (LUT RAM), a flag per non-zero part -----
+        # 3x3 layers: region t holds time step t's spike columns, a ring of 4 column slots
+        # (slot = position count mod 4) of 3 rows x TW words, word index Cat(w, slot, dy);
+        # consecutive positions of a row share two of their three columns, so a window fetches
+        # one new column (two at a row start, none at a row end). 1x1 layers: a region holds
+        # one window, word index w < 9 TW, and NB regions are used as a ring. The scanner works
+        # on parts of SW bits (R parts per word): its word index is Cat(part, word index).
         SW = self.scan_width
         R = WW // SW
         rb = ceil_log2(R)
-        GP = 1 << slot_bits
-        m.submodules.window_mem = wmem = memory.Memory(shape=WW, depth=NB * GP, init=[])
-        wr = wmem.write_port()
-        rd = wmem.read_port(domain="comb")
-        flags = Array(Signal(G * R, name=f"flags{b}") for b in range(NB))
+        RWB = 4 + twb  # bits of a word index within a region
+        NR = max(self.t_max, NB)
+        rgb = ceil_log2(NR)
+        GS = 12 * TW * R  # scanner words (parts) of a region: 3 rows x 4 slots x TW x R
 
-        nalloc = Signal(range(NB + 1))  # windows being fetched, fetched or scanned
-        nready = Signal(range(NB + 1))  # windows fetched, not yet taken by the scanner
+        def part_of(mem_word, part):
+            """(data, exactly one spike) of a part of a window memory word."""
+            if R == 1:
+                return mem_word[:WW], mem_word[WW]
+            return mem_word[:WW].word_select(part, SW), mem_word[WW:].bit_select(part, 1)
+        # A memory word: the spike word and, per part, whether it has exactly one spike.
+        m.submodules.window_mem = wmem = memory.Memory(shape=WW + R, depth=NR << RWB, init=[])
+        wr = wmem.write_port()
+        rd = wmem.read_port(domain="comb")  # the scanner's refills
+        rd_first = wmem.read_port(domain="comb")  # the next window's first word, read ahead
+        flags = [Signal(GS, name=f"flags{r}") for r in range(NR)]
+
+        nalloc = Signal(range(max(NB, 2 * self.t_max) + 1))  # windows fetched, being fetched
+        nready = Signal.like(nalloc)  # windows fetched, not yet taken by the scanner
+        cap = Signal.like(nalloc)  # windows in flight at most
+        # 3x3: window (pos, t) writes slots that windows up to (pos - 2, t) read, so it waits
+        # until those are released: at most 2T - 1 windows ahead of it.
+        m.d.comb += cap.eq(Mux(k3, T << 1, NB))
         alloc = Signal()
         complete = Signal()
         take = Signal()
@@ -297,6 +323,8 @@ class ACConv(wiring.Component):
         p_pos = Signal(saw)  # address of (t = 0, py, px)
         p_center = Signal(saw)  # address of (pt, py, px)
         p_more = Signal()  # windows left to fetch
+        p_cs = Signal(2)  # column slot of its centre (3x3)
+        p_b = Signal(nb_bits)  # its region (1x1)
         top = Signal()
         bottom = Signal()
         left = Signal()
@@ -305,45 +333,47 @@ class ACConv(wiring.Component):
             top.eq(k3 & (py != 0)), bottom.eq(k3 & (py != H - 1)),
             left.eq(k3 & (px != 0)), right.eq(k3 & (px != W - 1)),
         ]
-        # The window being fetched: rows dy (dy_lo..dy_hi), columns dx, words w of a tap.
-        f_active = Signal()
+        # The window being fetched: rows dy (.. dy_hi), columns dx (dx_lo .. dx_hi: 1 the
+        # centre, 2 the right one), words w of a tap. A row end fetches nothing (f_null).
+        f_active, f_null = Signal(), Signal()
         fa = Signal(saw)  # read address
         row_start = Signal(saw)
         dy, dy_hi = Signal(2), Signal(2)
         dx, dx_lo, dx_hi = Signal(2), Signal(2), Signal(2)
         w = Signal(range(G))
-        tap, row_tap = Signal(4), Signal(4)
-        fb = Signal(nb_bits)  # its buffer
+        f_cs = Signal(2)
+        f_region = Signal(rgb)
         f_end = Signal()
-        m.d.comb += f_end.eq(f_active & (w == nwords - 1) & (dx == dx_hi) & (dy == dy_hi))
-        m.d.comb += alloc.eq(running & p_more & (nalloc < NB) & (~f_active | f_end))
+        m.d.comb += f_end.eq(f_active & (f_null | ((w == nwords_m1) & (dx == dx_hi)
+                                                   & (dy == dy_hi))))
+        m.d.comb += alloc.eq(running & p_more & (nalloc < cap) & (~f_active | f_end))
 
-        m.d.comb += [self.spike_addr.eq(fa), self.spike_en.eq(f_active)]
-        with m.If(f_active):
-            with m.If(w != nwords - 1):
+        m.d.comb += [self.spike_addr.eq(fa), self.spike_en.eq(f_active & ~f_null)]
+        with m.If(f_end):
+            m.d.sync += f_active.eq(0)
+        with m.Elif(f_active):
+            with m.If(w != nwords_m1):
                 m.d.sync += [w.eq(w + 1), fa.eq(fa + 1)]
             with m.Elif(dx != dx_hi):
-                m.d.sync += [w.eq(0), dx.eq(dx + 1), tap.eq(tap + 1), fa.eq(fa + 1)]
-            with m.Elif(dy != dy_hi):
-                m.d.sync += [w.eq(0), dx.eq(dx_lo), dy.eq(dy + 1),
-                             tap.eq(row_tap + 3), row_tap.eq(row_tap + 3),
-                             fa.eq(row_start + rowstride), row_start.eq(row_start + rowstride)]
+                m.d.sync += [w.eq(0), dx.eq(dx + 1), fa.eq(fa + 1)]
             with m.Else():
-                m.d.sync += [f_active.eq(0), fb.eq(Mux(fb == NB - 1, 0, fb + 1))]
+                m.d.sync += [w.eq(0), dx.eq(dx_lo), dy.eq(dy + 1),
+                             fa.eq(row_start + rowstride), row_start.eq(row_start + rowstride)]
         with m.If(alloc):
-            start_row = p_center - Mux(top, rowstride, 0) - Mux(left, nwords, 0)
+            # a row start fetches columns x and x + 1, a row's other windows column x + 1
+            start_row = p_center - Mux(top, rowstride, 0) + Mux(left, nwords, 0)
             m.d.sync += [
-                f_active.eq(1), w.eq(0), fa.eq(start_row), row_start.eq(start_row),
-                dy.eq(~top), dy_hi.eq(1 + bottom), dx.eq(~left), dx_lo.eq(~left),
-                dx_hi.eq(1 + right), tap.eq(Mux(top, 0, 3) + ~left),
-                row_tap.eq(Mux(top, 0, 3) + ~left),
-                flags[Mux(f_active, Mux(fb == NB - 1, 0, fb + 1), fb)].eq(0),
+                f_active.eq(1), f_null.eq(left & ~right), w.eq(0), fa.eq(start_row),
+                row_start.eq(start_row), dy.eq(~top), dy_hi.eq(1 + bottom), dx.eq(1 + left),
+                dx_lo.eq(1 + left), dx_hi.eq(1 + right), f_cs.eq(p_cs),
+                f_region.eq(Mux(k3, pt, p_b)), p_b.eq(Mux(p_b == NB - 1, 0, p_b + 1)),
             ]
             # advance the pending window: t innermost, then x, then y
             with m.If(pt != T - 1):
                 m.d.sync += [pt.eq(pt + 1), p_center.eq(p_center + frame)]
             with m.Else():
-                m.d.sync += [pt.eq(0), p_pos.eq(p_pos + nwords), p_center.eq(p_pos + nwords)]
+                m.d.sync += [pt.eq(0), p_pos.eq(p_pos + nwords), p_center.eq(p_pos + nwords),
+                             p_cs.eq(p_cs + 1)]
                 with m.If(px != W - 1):
                     m.d.sync += px.eq(px + 1)
                 with m.Else():
@@ -351,37 +381,114 @@ class ACConv(wiring.Component):
                     with m.If(py == H - 1):
                         m.d.sync += p_more.eq(0)
         with m.If(setup):
-            m.d.sync += [py.eq(0), px.eq(0), pt.eq(0), p_pos.eq(spike_base),
-                         p_center.eq(spike_base), p_more.eq(1), f_active.eq(0), fb.eq(0)]
+            m.d.sync += [py.eq(0), px.eq(0), pt.eq(0), p_pos.eq(spike_base), p_cs.eq(0),
+                         p_b.eq(0), p_center.eq(spike_base), p_more.eq(1), f_active.eq(0)]
 
-        # Read data arrives a cycle later: write it into the window buffer, flag it.
+        # Read data arrives a cycle later: write it into the window memory, flag its parts.
         d_valid, d_tail, d_end = Signal(), Signal(), Signal()
-        d_slot = Signal(slot_bits)
-        d_buf = Signal(nb_bits)
+        d_idx = Signal(RWB)
+        d_region = Signal(rgb)
         m.d.sync += [
-            d_valid.eq(f_active), d_tail.eq(w == nwords - 1), d_end.eq(f_end),
-            d_slot.eq(Mux(k3, Cat(w[:twb], tap), w)), d_buf.eq(fb),
+            d_valid.eq(f_active & ~f_null), d_tail.eq(w == nwords_m1), d_end.eq(f_end),
+            d_idx.eq(Mux(k3, Cat(w[:twb], (f_cs + dx - 1)[:2], dy), w)), d_region.eq(f_region),
         ]
         word = Signal(WW)
         m.d.comb += [
             word.eq(self.spike_data & Mux(d_tail, tail, ~0)),
-            wr.addr.eq(Cat(d_slot, d_buf)), wr.data.eq(word), wr.en.eq(d_valid),
-            complete.eq(d_valid & d_end),
+            wr.addr.eq(Cat(d_idx, d_region)), wr.en.eq(d_valid),
+            wr.data.eq(Cat(word, Cat(one_set(word.word_select(i, SW)) for i in range(R)))),
+            complete.eq(d_end),
         ]
         parts = Signal(R)  # which parts of the word hold a spike
         m.d.comb += parts.eq(Cat(word.word_select(i, SW).any() for i in range(R)))
-        with m.If(d_valid & parts.any()):
-            m.d.sync += flags[d_buf].eq(flags[d_buf] | (parts << (d_slot << rb)))
+        # A word's flags are written with it (so no clearing is needed); flags of words a
+        # window does not use (padding rows, other slots) are masked when it is scanned.
+        for r, fl in enumerate(flags):
+            with m.If(d_valid & (d_region == r)):
+                m.d.sync += fl.word_select(d_idx, R).eq(parts)
+            with m.If(setup):
+                m.d.sync += fl.eq(0)
+
+        # -- the next window to scan (the head of the fetched ones), read ahead -----------------
+        hy, hx = Signal(hwb), Signal(hwb)
+        ht = Signal(tb)
+        h_pos = Signal(len(self.o.payload.pos))
+        h_cs = Signal(2)
+        h_b = Signal(nb_bits)
+        h_region = Signal(rgb)
+        h_last = Signal()
+        m.d.comb += h_last.eq((hy == H - 1) & (hx == W - 1) & (ht == T - 1))
+
+        def window_mask(cs, x, y):
+            """The scanner words of the 3x3 window at (y, x), centre slot cs: valid rows x
+            columns (cs - 1, cs, cs + 1); every word of a 1x1 window."""
+            rows_ok = [y != 0, Const(1), y != H - 1]
+            cols_ok = [(cs == c) | (((cs - 1)[:2] == c) & (x != 0))
+                       | (((cs + 1)[:2] == c) & (x != W - 1)) for c in range(4)]
+            mask3 = Cat((rows_ok[r] & cols_ok[c]).replicate(TW * R)
+                        for r in range(3) for c in range(4))
+            return Mux(k3, mask3, (1 << GS) - 1)
+
+        # The head's successor: its region and mask (the mask changes with the position only)
+        # are registered from the head's registers, so they lag the head by a cycle: takes are
+        # at least two cycles apart.
+        succ_pos = Signal()
+        row_end = hx == W - 1
+        succ_region = Signal(rgb)
+        succ_mask = Signal(GS)
+        h_mask, n_mask = Signal(GS), Signal(GS)
+        m.d.sync += [
+            succ_pos.eq(ht == T - 1),
+            succ_region.eq(Mux(k3, Mux(ht == T - 1, 0, ht + 1), Mux(h_b == NB - 1, 0, h_b + 1))),
+            n_mask.eq(window_mask((h_cs + 1)[:2], Mux(row_end, 0, hx + 1),
+                                  Mux(row_end, hy + 1, hy))),
+        ]
+        m.d.comb += succ_mask.eq(Mux(succ_pos, n_mask, h_mask))
+        # h_flags: the head's flags (its region's flags & its mask), a register that follows
+        # the head: it holds the flags of a cycle ago, which are the head's final ones when it
+        # was complete a cycle ago (h_valid).
+        # Its lowest flagged part is encoded with it (both candidates, then take selects).
+        flag_arr = Array(flags)
+        h_flags = Signal(GS)
+        h_valid = Signal()
+        same_flags = flag_arr[h_region] & h_mask
+        succ_flags = flag_arr[succ_region] & succ_mask
+        same_any, same_idx = lowest_set(same_flags)
+        succ_any, succ_idx = lowest_set(succ_flags)
+        h_any, h_idx = Signal(), Signal(len(same_idx))
+        m.d.sync += [
+            h_flags.eq(Mux(take, succ_flags, same_flags)),
+            h_any.eq(Mux(take, succ_any, same_any)),
+            h_idx.eq(Mux(take, succ_idx, same_idx)),
+            h_valid.eq(nready > take),
+        ]
+        # Its first word (lowest flagged part) is read a cycle ahead, so that the scanner's
+        # load selects registers; pre_valid: the registers hold the head's.
+        pre_word = Signal(SW)
+        pre_idx = Signal(len(h_idx))
+        pre_rest = Signal(GS)  # its flags without the first word
+        pre_any, pre_one, pre_valid = Signal(), Signal(), Signal()
+        first_data, first_one = part_of(rd_first.data, h_idx[:rb])
+        m.d.comb += rd_first.addr.eq(Cat(h_idx[rb:], h_region))
+        m.d.sync += [
+            pre_word.eq(Mux(h_any, first_data, 0)), pre_idx.eq(h_idx), pre_one.eq(first_one),
+            pre_rest.eq(h_flags & (h_flags - 1)), pre_any.eq(h_any),
+            pre_valid.eq(h_valid & ~take),
+        ]
 
         # -- scanner and issue stage ------------------------------------------------------------
-        m.submodules.scanner = scan = SpikeScanner(words=G * R, word_width=SW)
+        m.submodules.scanner = scan = SpikeScanner(words=GS, word_width=SW, preloaded=True)
         active = Signal()  # a window is being scanned
-        sb = Signal(nb_bits)  # its buffer
+        s_region = Signal(rgb)  # its region
+        s_cs = Signal(2)  # its centre column slot
         s_empty = Signal()  # it has no spike
+        s_last = Signal()  # it is the layer's last window
+        cw_word, cw_idx, cw_rest = Signal.like(pre_word), Signal.like(pre_idx), Signal(GS)
+        cw_one = Signal()
         g = Signal.like(groups_m1)
+        g_last = Signal()  # g == groups_m1
         gfirst = Signal()  # the next event is the first of its (window, group)
         wgbase = Signal(waw)  # weight_base + g * K
-        sy, sx = Signal(hwb), Signal(hwb)
         spos = Signal(len(self.o.payload.pos))
         st = Signal(tb)
 
@@ -397,66 +504,72 @@ class ACConv(wiring.Component):
             ev_last.eq(s_empty | scan.last),
             issue.eq(adv & ev_valid),
             group_end.eq(issue & ev_last),
-            window_end.eq(group_end & (g == groups_m1)),
+            window_end.eq(group_end & g_last),
             release.eq(window_end),
         ]
-        # The next vector the scanner loads is known a cycle ahead: the same window again
-        # while groups are left, else the next window (buffer sb + 1, or sb when idle). Only
-        # *whether* it loads depends on this cycle's last bit, so the flags and the buffer
-        # index come from registers, off the scanner's critical path.
-        sb_next = Signal(nb_bits)
-        m.d.comb += sb_next.eq(Mux(active, Mux(sb == NB - 1, 0, sb + 1), sb))
-        m.d.comb += take.eq(running & adv & (nready != 0) & (~active | window_end))
-        to_next = Signal()  # the next load is of the next window
-        m.d.comb += to_next.eq(~active | (g == groups_m1))
-        load_buf = Signal(nb_bits)
-        load_flags = Signal(G * R)
-        m.d.comb += [load_buf.eq(Mux(to_next, sb_next, sb)), load_flags.eq(flags[load_buf])]
-        next_flags = load_flags  # used by take only, when to_next holds
-
+        # The scanner's next vector: the same window for its next group (the first word kept
+        # from its take: cw_*), else the next window (pre_*). Both are registers, chosen by
+        # registers (to_next); only *whether* it loads depends on this cycle's last bit.
+        to_next = Signal()
         m.d.comb += [
+            to_next.eq(~active | g_last),
+            take.eq(running & adv & pre_valid & (~active | window_end)),
             scan.next.eq(issue & ~s_empty),
-            scan.load.eq(Mux(take, next_flags.any(),
-                             group_end & ~window_end & ~s_empty)),
-            scan.flags.eq(load_flags),
-            rd.addr.eq(Cat(scan.word_addr[rb:rb + slot_bits], Mux(scan.load, load_buf, sb))),
-            scan.word_data.eq(rd.data.word_select(scan.word_addr[:rb], SW) if R > 1
-                              else rd.data),
+            scan.load.eq(Mux(to_next, take, group_end & ~s_empty)),
+            scan.flags.eq(Mux(to_next, pre_rest, cw_rest)),
+            scan.first.eq(Mux(to_next, pre_word, cw_word)),
+            scan.first_word.eq(Mux(to_next, pre_idx, cw_idx)),
+            scan.first_one.eq(Mux(to_next, pre_one, cw_one)),
+            rd.addr.eq(Cat(scan.word_addr[rb:], s_region)),
+            Cat(scan.word_data, scan.word_one).eq(Cat(*part_of(rd.data, scan.word_addr[:rb]))),
         ]
         with m.If(group_end):
-            m.d.sync += [g.eq(g + 1), wgbase.eq(wgbase + K), gfirst.eq(1)]
+            m.d.sync += [g.eq(g + 1), g_last.eq(g + 1 == groups_m1), wgbase.eq(wgbase + K),
+                         gfirst.eq(1)]
         with m.Elif(issue):
             m.d.sync += gfirst.eq(0)
         with m.If(window_end):
-            m.d.sync += [active.eq(0), sb.eq(sb_next)]
-            # the scanner's position and time step move on to the next window
-            with m.If(st != T - 1):
-                m.d.sync += st.eq(st + 1)
-            with m.Else():
-                m.d.sync += [st.eq(0), spos.eq(spos + 1)]
-                with m.If(sx != W - 1):
-                    m.d.sync += sx.eq(sx + 1)
-                with m.Else():
-                    m.d.sync += [sx.eq(0), sy.eq(sy + 1)]
+            m.d.sync += active.eq(0)
         with m.If(take):
-            m.d.sync += [active.eq(1), sb.eq(sb_next), s_empty.eq(~next_flags.any()),
-                         g.eq(0), wgbase.eq(weight_base), gfirst.eq(1)]
+            m.d.sync += [
+                active.eq(1), s_region.eq(h_region), s_cs.eq(h_cs), st.eq(ht), spos.eq(h_pos),
+                s_last.eq(h_last), s_empty.eq(~pre_any),
+                cw_word.eq(pre_word), cw_idx.eq(pre_idx), cw_rest.eq(pre_rest),
+                cw_one.eq(pre_one),
+                g.eq(0), g_last.eq(groups_m1 == 0), wgbase.eq(weight_base), gfirst.eq(1),
+                h_b.eq(Mux(h_b == NB - 1, 0, h_b + 1)), h_region.eq(succ_region),
+                h_mask.eq(succ_mask),
+            ]
+            # the head moves on to the next window
+            with m.If(ht != T - 1):
+                m.d.sync += ht.eq(ht + 1)
+            with m.Else():
+                m.d.sync += [ht.eq(0), h_pos.eq(h_pos + 1), h_cs.eq(h_cs + 1)]
+                with m.If(hx != W - 1):
+                    m.d.sync += hx.eq(hx + 1)
+                with m.Else():
+                    m.d.sync += [hx.eq(0), hy.eq(hy + 1)]
         with m.If(setup):
-            m.d.sync += [active.eq(0), sb.eq(0), sy.eq(0), sx.eq(0), spos.eq(0), st.eq(0),
-                         nalloc.eq(0), nready.eq(0)]
+            m.d.sync += [active.eq(0), hy.eq(0), hx.eq(0), ht.eq(0), h_pos.eq(0), h_cs.eq(0),
+                         h_b.eq(0), h_region.eq(0), h_mask.eq(window_mask(Const(0, 2), 0, 0)),
+                         nalloc.eq(0), nready.eq(0), h_valid.eq(0), pre_valid.eq(0)]
 
-        # The event: weight row = weight_base + g * K + tap * Ci + c.
+        # The event: weight row = weight_base + g * K + tap * Ci + c; a 3x3 word index
+        # Cat(w, slot, dy) is tap dy * 3 + dx, dx = slot - centre slot + 1 (mod 4).
+        ev_idx = scan.word[rb:]
+        ev_dy = ev_idx[twb + 2:twb + 4]
+        ev_dx = Signal(2)
         ev_tap = Signal(4)
         ev_c = Signal(len(ci))
         m.d.comb += [
-            ev_tap.eq(Mux(k3, scan.word >> (rb + twb), 0)),
+            ev_dx.eq(ev_idx[twb:twb + 2] - s_cs + 1),
+            ev_tap.eq(Mux(k3, (ev_dy << 1) + ev_dy + ev_dx, 0)),
             ev_c.eq(Mux(k3, Cat(scan.bit[:ceil_log2(SW)], scan.word[:rb + twb]),
                         Cat(scan.bit[:ceil_log2(SW)], scan.word))),
         ]
-        final_window = Signal()
-        m.d.comb += final_window.eq((sy == H - 1) & (sx == W - 1) & (st == T - 1))
+        final_window = s_last
         lanes = Signal(P)
-        m.d.comb += lanes.eq(Mux(g == groups_m1, last_mask, (1 << P) - 1))
+        m.d.comb += lanes.eq(Mux(g_last, last_mask, (1 << P) - 1))
 
         # -- pipeline: E1 (row and bias addresses) -> E2 (data, accumulate) -> output ----------
         e1 = Signal(data.StructLayout({
@@ -469,7 +582,7 @@ class ACConv(wiring.Component):
                 e1.valid.eq(issue), e1.null.eq(s_empty), e1.first.eq(gfirst),
                 e1.last.eq(ev_last), e1.t0.eq(st == 0),
                 e1.centre.eq(~s_empty & (g == 0) & (~k3 | (ev_tap == 4))),
-                e1.final.eq(final_window & (g == groups_m1)),
+                e1.final.eq(final_window & g_last),
                 e1.row.eq(wgbase + tap_ci[ev_tap] + ev_c),
                 e1.group.eq(g), e1.mask.eq(lanes), e1.pos.eq(spos), e1.t.eq(st),
                 e2.eq(e1),
@@ -521,7 +634,7 @@ class ACConv(wiring.Component):
         # -- counters (model.golden.conv_counts) ----------------------------------------------
         cw, clear = self.counter_width, self.clear
         n_lanes = Signal(range(P + 1))
-        m.d.comb += n_lanes.eq(Mux(g == groups_m1, co_m1[:ceil_log2(P)] + 1, P)
+        m.d.comb += n_lanes.eq(Mux(g_last, co_m1[:ceil_log2(P)] + 1, P)
                                if P > 1 else 1)
         spike_ev = issue & ~s_empty
         bias_ev = issue & gfirst & (st == 0)

@@ -22,7 +22,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["lowest_set", "SpikeScanner"]
+__all__ = ["lowest_set", "one_set", "SpikeScanner"]
 
 
 def lowest_set(bits) -> tuple[Value, Value]:
@@ -44,6 +44,24 @@ def lowest_set(bits) -> tuple[Value, Value]:
     if len(lo_idx) == 0:
         return lo_any | hi_any, ~lo_any
     return lo_any | hi_any, Cat(Mux(lo_any, lo_idx, hi_idx), ~lo_any)
+
+
+def one_set(bits) -> Value:
+    """Whether ``bits`` has exactly one set bit: a tree of (any, more than one) pairs, log2(n)
+    levels of two gates, no carry chain."""
+    def tree(b):
+        if len(b) == 1:
+            return b[0], Const(0)
+        half = 1 << (ceil_log2(len(b)) - 1)
+        lo_any, lo_many = tree(b[:half])
+        hi_any, hi_many = tree(b[half:])
+        return lo_any | hi_any, lo_many | hi_many | (lo_any & hi_any)
+
+    bits = Value.cast(bits)
+    if len(bits) == 0:
+        raise ValueError("A one-bit detector needs at least one input bit")
+    any_, many = tree(bits)
+    return any_ & ~many
 
 
 class SpikeScanner(wiring.Component):
@@ -69,9 +87,22 @@ class SpikeScanner(wiring.Component):
     G-input encoder -> ``word_addr`` -> memory read -> ``cur``, and cur -> cur - 1 (a B-bit
     carry chain) -> "last bit of the word" -> refill select -> ``cur``; ``load`` selects
     between encoders already computed (one multiplexer level before ``word_addr``).
+
+    ``preloaded=True`` takes ``load`` out of the memory read and ``valid`` / ``last`` out of
+    the carry chain, for a user that chains vectors on ``last`` (the AC engine): the user reads
+    the new vector's first word ahead (``first``, the data of its lowest flagged word,
+    ``first_word``, its index, ``first_one``, whether it has exactly one set bit, and
+    ``flags`` without it), so that ``load`` selects registers and starts no memory read
+    (``word_addr`` serves only the current vector's own words); the memory also returns
+    ``word_one`` with ``word_data``. ``valid`` and ``last`` are then registers, kept with
+    ``cur``: ``one`` (cur has exactly one bit: from ``first_one``, ``word_one``, or
+    ``one_set(cur & (cur - 1))`` on a take) and whether a word is left. The index of the next
+    word to copy is a register too (encoded when the previous one is copied), so that
+    ``word_addr`` comes straight from a register. A vector without a flagged word loads
+    ``first`` = 0.
     """
 
-    def __init__(self, *, words: int, word_width: int):
+    def __init__(self, *, words: int, word_width: int, preloaded: bool = False):
         if not isinstance(words, int) or isinstance(words, bool) or words < 1:
             raise ValueError(f"Word count must be a positive integer, not {words!r}")
         if (not isinstance(word_width, int) or isinstance(word_width, bool) or word_width < 1
@@ -80,10 +111,14 @@ class SpikeScanner(wiring.Component):
         self.words = words
         self.word_width = word_width
         self.width = words * word_width
+        self.preloaded = bool(preloaded)
         wbits, bbits = max(1, ceil_log2(words)), ceil_log2(word_width)
+        first = {"first": In(word_width), "first_word": In(wbits), "first_one": In(1),
+                 "word_one": In(1)} if preloaded else {}
         super().__init__({
             "load": In(1),
             "flags": In(words),
+            **first,
             "next": In(1),
             "word_addr": Out(wbits),
             "word_data": In(word_width),
@@ -102,25 +137,23 @@ class SpikeScanner(wiring.Component):
         flags = Signal(G)  # words not yet copied into cur
         cur = Signal(B)  # the bits left of the current word
         cur_word = Signal.like(self.word)
+        rest = Signal(B)  # cur with its lowest bit cleared
+        m.d.comb += rest.eq(cur & (cur - 1))
+        # Level one: the next flagged word of the current vector.
+        old_any, old_idx = lowest_set(flags)
+        if self.preloaded:
+            self._elaborate_preloaded(m, flags, cur, cur_word, rest, old_any, old_idx)
+            return m
 
         # Level two: the current word.
         bit_any, bit_idx = lowest_set(cur)
-        rest = Signal(B)  # cur with its lowest bit cleared
-        m.d.comb += rest.eq(cur & (cur - 1))
-        m.d.comb += [
-            self.valid.eq(bit_any),
-            self.empty.eq(~bit_any),
-            self.word.eq(cur_word),
-            self.bit.eq(bit_idx),
-            self.index.eq(Cat(bit_idx, cur_word) if B > 1 else cur_word),
-            self.last.eq(bit_any & ~rest.any() & ~flags.any()),
-        ]
+        self._outputs(m, bit_any, bit_idx, cur_word)
+        m.d.comb += self.last.eq(bit_any & ~rest.any() & ~flags.any())
 
-        # Level one: the next flagged word, of the current vector or (on load) of the new one.
-        # Both are encoded in parallel and ``load`` selects the results, so ``load`` (late in
-        # the cycle in a chained scan) passes one multiplexer only.
+        # Level one of a new vector (on load) too: both are encoded in parallel and ``load``
+        # selects the results, so ``load`` (late in the cycle in a chained scan) passes one
+        # multiplexer only.
         new_any, new_idx = lowest_set(self.flags)
-        old_any, old_idx = lowest_set(flags)
         word_any = Mux(self.load, new_any, old_any)
         word_idx = Signal.like(self.word_addr)
         m.d.comb += [word_idx.eq(Mux(self.load, new_idx, old_idx)),
@@ -138,3 +171,38 @@ class SpikeScanner(wiring.Component):
         with m.Elif(take):
             m.d.sync += cur.eq(rest)
         return m
+
+    def _outputs(self, m, valid, bit_idx, cur_word):
+        m.d.comb += [
+            self.valid.eq(valid),
+            self.empty.eq(~valid),
+            self.word.eq(cur_word),
+            self.bit.eq(bit_idx),
+            self.index.eq(Cat(bit_idx, cur_word) if self.word_width > 1 else cur_word),
+        ]
+
+    def _elaborate_preloaded(self, m, flags, cur, cur_word, rest, old_any, old_idx):
+        # Here ``flags`` holds the words after the next one, whose index (nxt_idx) is a
+        # register, so that a refill reads the memory straight from a register.
+        valid = Signal()  # cur != 0
+        one = Signal()  # cur has exactly one bit
+        nxt_any = Signal()  # a word is left after cur
+        nxt_idx = Signal.like(self.word_addr)
+        _, bit_idx = lowest_set(cur)
+        self._outputs(m, valid, bit_idx, cur_word)
+        m.d.comb += [self.last.eq(valid & one & ~nxt_any), self.word_addr.eq(nxt_idx)]
+
+        new_any, new_idx = lowest_set(self.flags)
+        take = self.next & valid
+        with m.If(self.load):
+            m.d.sync += [cur.eq(self.first), cur_word.eq(self.first_word),
+                         valid.eq(self.first.any()), one.eq(self.first_one),
+                         nxt_any.eq(new_any), nxt_idx.eq(new_idx),
+                         flags.eq(self.flags & (self.flags - 1))]
+        with m.Elif(~valid | (take & one)):
+            # copy the next word in; the word after it becomes the next
+            m.d.sync += [cur.eq(Mux(nxt_any, self.word_data, 0)), cur_word.eq(nxt_idx),
+                         valid.eq(nxt_any), one.eq(nxt_any & self.word_one),
+                         nxt_any.eq(old_any), nxt_idx.eq(old_idx), flags.eq(flags & (flags - 1))]
+        with m.Elif(take):
+            m.d.sync += [cur.eq(rest), one.eq(one_set(rest))]

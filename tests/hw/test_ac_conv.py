@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from hw.ac_conv import ACConv
-from model.golden import _fanout, conv_counts, ref_conv
+from model.golden import conv_counts, ref_conv
 
 COUNTERS = ("sops", "spikes_in", "weight_reads", "act_reads")
 HW_COUNTERS = COUNTERS + ("act_words", "weight_rows", "busy_cycles", "stall_cycles")
@@ -222,12 +222,20 @@ def check(cases, results, lanes, word_width):
         spikes = window_spikes(c)
         events = int(np.maximum(spikes, 1).sum()) * groups
         assert counters["busy_cycles"] == counters["stall_cycles"] + events, c.name
-        # physical reads: the valid taps' words only (padding is never fetched); a weight row
-        # per spike and group, a bias row per position and group
-        taps = int(_fanout(H, W, k).sum()) * T
-        assert counters["act_words"] == taps * -(-Ci // word_width), c.name
+        # physical reads: every word of the map once per output row whose window covers it
+        # (column reuse along a row; padding is never fetched); a weight row per spike and
+        # group, a bias row per position and group
+        assert counters["act_words"] == act_words(c, word_width), c.name
         assert counters["weight_rows"] == int(spikes.sum()) * groups + H * W * groups, c.name
         assert counters["busy_cycles"] <= cycles
+
+
+def act_words(c: Case, word_width):
+    """Spike words the fetcher reads: T x W x nwords per (output row, valid input row)."""
+    T, Ci, Co, k, H, W = c.shape
+    p = k // 2
+    rows = sum(min(H - 1, y + p) - max(0, y - p) + 1 for y in range(H))
+    return T * W * -(-Ci // word_width) * rows
 
 
 def window_spikes(c: Case):
@@ -323,6 +331,40 @@ def test_random_layers(lanes, word_width, scan_width, windows, seed):
     check(cases, results, lanes, word_width)
     print(f"{len(cases)} layers, {sum(r[2] for r in results)} cycles, "
           f"{time.time() - t0:.1f} s")
+
+
+def fetch_cases(seed, lanes, cap=400):
+    """The fetch path's corners: every T in 1..4 and k in {1, 3} on maps of one row, one
+    column, two columns, widths that are not multiples of the 4 column slots (so that row
+    changes meet the slot ring anywhere), densities 0 and 1 among random ones, backpressure
+    on every other layer; Ci and Co drawn again while the layer exceeds ``cap`` cycles."""
+    rng = np.random.default_rng(seed)
+    shapes = [(1, 1), (1, 2), (2, 1), (1, 5), (6, 1), (2, 2), (3, 5), (2, 7)]
+    cases = []
+    for k in (1, 3):
+        for t in (1, 2, 3, 4):
+            for i, (hh, ww) in enumerate(shapes):
+                density = (0.0, 1.0, 0.05, 0.3)[(i + t) % 4]
+                while True:
+                    c = random_case(rng, f"fetch k{k} T{t} {hh}x{ww} density {density}", k=k,
+                                    h=hh, w=ww, t=t, density=density, stall=bool(i % 2),
+                                    ci=int(rng.integers(1, 10)),
+                                    co=int(rng.choice([1, lanes, lanes + 1, 2 * lanes + 1])))
+                    if scan_cycles(c, lanes) <= cap:
+                        break
+                cases.append(c)
+    return cases
+
+
+@pytest.mark.parametrize("lanes,word_width,scan_width,windows,seed", [
+    (2, 4, 4, 2, 21),  # up to 3 words per position, 4 slots per tap, 2 window buffers
+    (2, 8, 4, 4, 22),  # two scanner parts per word
+])
+def test_fetch_corners(lanes, word_width, scan_width, windows, seed):
+    cases = fetch_cases(seed, lanes)
+    results = run_cases(cases, lanes=lanes, word_width=word_width, scan_width=scan_width,
+                        windows=windows)
+    check(cases, results, lanes, word_width)
 
 
 @pytest.mark.slow

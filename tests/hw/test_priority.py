@@ -5,12 +5,12 @@ import gc
 import random
 
 import pytest
-from amaranth.hdl import Cat, Module
+from amaranth.hdl import Cat, Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from hw.priority import SpikeScanner, lowest_set
+from hw.priority import SpikeScanner, lowest_set, one_set
 
 
 def ref_scan(vector: int) -> list[int]:
@@ -29,23 +29,25 @@ def run_sim(dut, bench, clock=True):
 class Comb(wiring.Component):
     def __init__(self, n):
         self.n = n
-        super().__init__({"bits": In(n), "any": Out(1), "index": Out(max(1, (n - 1).bit_length()))})
+        super().__init__({"bits": In(n), "any": Out(1), "index": Out(max(1, (n - 1).bit_length())),
+                          "one": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         any_, idx = lowest_set(self.bits)
-        m.d.comb += [self.any.eq(any_), self.index.eq(idx)]
+        m.d.comb += [self.any.eq(any_), self.index.eq(idx), self.one.eq(one_set(self.bits))]
         return m
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 11])
-def test_lowest_set_exhaustive(n):
+def test_lowest_set_and_one_set_exhaustive(n):
     dut = Comb(n)
 
     async def bench(ctx):
         for v in range(1 << n):
             ctx.set(dut.bits, v)
             assert ctx.get(dut.any) == (v != 0)
+            assert ctx.get(dut.one) == (bin(v).count("1") == 1), v
             if v:
                 assert ctx.get(dut.index) == ref_scan(v)[0], v
 
@@ -55,28 +57,36 @@ def test_lowest_set_exhaustive(n):
 class Harness(wiring.Component):
     """A SpikeScanner whose words come from a vector register set by the testbench."""
 
-    def __init__(self, words, word_width):
+    def __init__(self, words, word_width, preloaded=False):
         self.G, self.B = words, word_width
-        self.scanner = SpikeScanner(words=words, word_width=word_width)
+        self.scanner = SpikeScanner(words=words, word_width=word_width, preloaded=preloaded)
         super().__init__({"vec": In(words * word_width), "load": In(1), "next": In(1)})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.scanner = s = self.scanner
         G, B = self.G, self.B
+        flags = Cat(self.vec.word_select(i, B).any() for i in range(G))
         m.d.comb += [
             s.load.eq(self.load),
             s.next.eq(self.next),
-            s.flags.eq(Cat(self.vec.word_select(i, B).any() for i in range(G))),
             s.word_data.eq(self.vec.word_select(s.word_addr, B)),
         ]
+        if s.preloaded:  # the first word read ahead, as the AC engine does
+            first_any, first = lowest_set(flags)
+            first_data = Mux(first_any, self.vec.word_select(first, B), 0)
+            m.d.comb += [s.flags.eq(flags & (flags - 1)), s.first_word.eq(first),
+                         s.first.eq(first_data), s.first_one.eq(one_set(first_data)),
+                         s.word_one.eq(one_set(s.word_data))]
+        else:
+            m.d.comb += s.flags.eq(flags)
         return m
 
 
-def check_vectors(G, B, vectors, seed=0, stall=0.0):
+def check_vectors(G, B, vectors, seed=0, stall=0.0, preloaded=False):
     """Scan ``vectors`` back to back (each loaded on the cycle the previous one's last bit is
     taken), with ``next`` withheld at random (probability ``stall``); check every bit."""
-    h = Harness(G, B)
+    h = Harness(G, B, preloaded)
     s = h.scanner
     rng = random.Random(seed)
 
@@ -114,20 +124,22 @@ def check_vectors(G, B, vectors, seed=0, stall=0.0):
     run_sim(h, bench)
 
 
+@pytest.mark.parametrize("preloaded", [False, True])
 @pytest.mark.parametrize("G,B", [(1, 8), (2, 4), (4, 2), (8, 1), (3, 2), (5, 2)])
-def test_scanner_exhaustive(G, B):
+def test_scanner_exhaustive(G, B, preloaded):
     n = G * B
     vectors = list(range(1 << n))
     random.Random(n).shuffle(vectors)
-    check_vectors(G, B, vectors, seed=G * 100 + B, stall=0.2)
+    check_vectors(G, B, vectors, seed=G * 100 + B, stall=0.2, preloaded=preloaded)
 
 
 def random_vector(rng, n, density):
     return sum(1 << i for i in range(n) if rng.random() < density)
 
 
-@pytest.mark.parametrize("G,B", [(9, 64), (24, 64), (7, 16)])
-def test_scanner_random_wide(G, B):
+@pytest.mark.parametrize("G,B,preloaded", [(9, 64, False), (24, 64, False), (7, 16, False),
+                                            (24, 32, True)])
+def test_scanner_random_wide(G, B, preloaded):
     rng = random.Random(G * B)
     n = G * B
     vectors = [0, 1, 1 << (n - 1), (1 << n) - 1 if n <= 128 else 3 << (n - 2)]
@@ -136,12 +148,13 @@ def test_scanner_random_wide(G, B):
     # one set bit in each word in turn; words alternating empty and full
     vectors += [sum(1 << (w * B + rng.randrange(B)) for w in range(G))]
     vectors += [sum(((1 << B) - 1) << (w * B) for w in range(0, G, 2))] if n <= 256 else []
-    check_vectors(G, B, vectors, seed=n, stall=0.1)
+    check_vectors(G, B, vectors, seed=n, stall=0.1, preloaded=preloaded)
 
 
-def test_scanner_load_discards_rest():
+@pytest.mark.parametrize("preloaded", [False, True])
+def test_scanner_load_discards_rest(preloaded):
     """A load in the middle of a vector starts the new one at once."""
-    h = Harness(3, 4)
+    h = Harness(3, 4, preloaded)
     s = h.scanner
 
     async def bench(ctx):
@@ -176,8 +189,9 @@ def test_scanner_rejects(kwargs, message):
 
 
 @pytest.mark.toolchain
-def test_scanner_lint():
+@pytest.mark.parametrize("preloaded", [False, True])
+def test_scanner_lint(preloaded):
     tools = pytest.importorskip("hw.tools")
-    dut = SpikeScanner(words=9, word_width=64)
+    dut = SpikeScanner(words=9, word_width=64, preloaded=preloaded)
     warnings = tools.lint(dut, "spike_scanner")
     assert tools.unexplained(warnings, dut) == []
