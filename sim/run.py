@@ -74,7 +74,7 @@ def build(gen_dir: str | Path, sim: str = "verilator", build_dir: str | Path | N
     manifest = json.loads((gen_dir / "manifest.json").read_text())
     sources = [gen_dir / f"{manifest['top']}.v", gen_dir / f"{manifest['wrapper']}.v"]
     bdir = Path(build_dir).resolve() if build_dir else gen_dir / f"sim_{sim}"
-    args = VERILATOR_ARGS if sim == "verilator" else ["-Wall"][:0]
+    args = VERILATOR_ARGS if sim == "verilator" else []
     digest = hashlib.sha256(json.dumps([sim, args, TIMESCALE, PUBLIC_VLT]).encode()
                             + b"".join(s.read_bytes() for s in sources)).hexdigest()
     stamp = bdir / "build.sha256"
@@ -358,8 +358,8 @@ def summarize(plan: dict, run: SimRun, golden, labels: np.ndarray, cmp: dict) ->
     }
 
 
-def print_summary(s: dict, cmp: dict, header: str, out=sys.stdout):
-    p = lambda *a: print(*a, file=out)  # noqa: E731
+def print_summary(s: dict, cmp: dict, header: str, out=None):
+    p = lambda *a: print(*a, file=out or sys.stdout)  # noqa: E731
     p(header)
     p(f"accuracy            {100 * s['accuracy']:.2f} % of {s['images']} images "
       f"(golden {100 * s['golden_accuracy']:.2f} %)")
