@@ -4,7 +4,8 @@ The wrapper (``+TRACE=<file>``) logs every spike-memory write as ``<instr> <addr
 with a line ``# image <index>`` before each image. The plan's ``writes`` entry of an
 instruction says which golden layer's map it writes and where: map [T, C, H, W] at address
 ``base + ((t*H + y)*W + x)*nwords + w``, channel c in word ``c // word_width``, bit
-``c % word_width``. Pure Python and numpy: no simulator needed.
+``c % word_width`` (the map's own ``word_width`` if its entry has one, else the plan's).
+Pure Python and numpy: no simulator needed.
 
     traces = parse_trace(path)                       # image index -> [(instr, addr, data)]
     maps = rebuild_maps(plan, traces[i])             # layer -> RebuiltMap
@@ -65,9 +66,13 @@ def map_instructions(plan: dict) -> dict[str, list[dict]]:
     return out
 
 
+def map_word_width(plan: dict, m: dict) -> int:
+    """Bits per word of a planned map: its own ``word_width`` or the plan's."""
+    return int(m.get("word_width") or plan["word_width"])
+
+
 def rebuild_maps(plan: dict, writes: list[tuple[int, int, int]]) -> dict[str, RebuiltMap]:
     """Every written spike map of one image from its trace (the last write of a word wins)."""
-    ww = plan["word_width"]
     by_instr = {ins["index"]: ins for ins in plan["instructions"] if ins.get("writes")}
     maps: dict[str, RebuiltMap] = {}
     words: dict[str, np.ndarray] = {}
@@ -77,6 +82,7 @@ def rebuild_maps(plan: dict, writes: list[tuple[int, int, int]]) -> dict[str, Re
         maps[layer] = RebuiltMap(layer, [i["index"] for i in inss],
                                  np.zeros((T, C, H, W), np.uint8),
                                  np.zeros((T, H, W, nw), bool))
+        ww = map_word_width(plan, m)
         words[layer] = np.zeros((T, H, W, nw), dtype=np.uint64 if ww <= 64 else object)
     for instr, addr, data in writes:
         ins = by_instr.get(instr)
@@ -97,6 +103,7 @@ def rebuild_maps(plan: dict, writes: list[tuple[int, int, int]]) -> dict[str, Re
     for layer, rm in maps.items():
         T, C, H, W = rm.spikes.shape
         wd = words[layer]
+        ww = map_word_width(plan, by_instr[rm.instructions[0]]["writes"])
         for c in range(C):
             w, b = divmod(c, ww)
             if w >= wd.shape[3]:
@@ -140,7 +147,8 @@ def first_difference(plan: dict, maps: dict[str, RebuiltMap],
             return result
         t, c, y, x = min(zip(*np.nonzero(diff)), key=lambda p: (p[0], p[2], p[3], p[1]))
         nw = rm.written.shape[3]
-        ww = plan["word_width"]
+        ww = map_word_width(plan, next(i for i in plan["instructions"]
+                                       if i["index"] == rm.instructions[0])["writes"])
         result.update(layer=layer, instructions=rm.instructions, t=int(t), channel=int(c),
                       y=int(y), x=int(x), rtl=int(rm.spikes[t, c, y, x]), golden=int(g[t, c, y, x]),
                       written=bool(rm.written[t, y, x, min(c // ww, nw - 1)]),
@@ -180,12 +188,12 @@ def format_difference(d: dict) -> str:
 def encode_writes(plan: dict, spikes: dict[str, np.ndarray]) -> list[tuple[int, int, int]]:
     """The trace an exact accelerator would write for spike maps (layer -> [T, C, H, W]):
     every word of every planned map once, in program order and address order."""
-    ww = plan["word_width"]
     out = []
     for ins in sorted(plan["instructions"], key=lambda i: i["index"]):
         m = ins.get("writes")
         if not m or m["layer"] not in spikes:
             continue
+        ww = map_word_width(plan, m)
         s = np.asarray(spikes[m["layer"]])
         T, C, H, W = s.shape
         for t in range(T):

@@ -71,3 +71,22 @@ def test_default_model_small_make_sim(tmp_path, capsys):
     assert (tmp_path / "report" / "sim.png").stat().st_size > 10_000
     md = (tmp_path / "report" / "sim.md").read_text()
     assert "SOPs/(P x cycles)" in md and "papers' formula" in md
+
+
+def test_default_model_trace_rebuilds_every_golden_map(tmp_path):
+    """The real accelerator's write trace, decoded with the plan, equals every golden map."""
+    from hw.generate import default_out, generate
+    from model.modelfile import CompiledModel
+    from sim.run import REPO, debug_image, load_images
+
+    model = REPO / "models" / "default.sfm"
+    gen = default_out(model)
+    generate(model, gen)
+    plan = json.loads((gen / "plan.json").read_text())
+    images, _, _ = load_images(None, 1, 9)
+    text, d = debug_image(CompiledModel.load(model), plan, gen, build(gen, "verilator"),
+                          "verilator", images[0], 9, tmp_path)
+    assert d["layer"] is None, text
+    assert not d["unchecked"], d["unchecked"]
+    written = {i["writes"]["layer"] for i in plan["instructions"] if i["writes"]}
+    assert set(d["equal"]) == written and len(written) >= 10

@@ -10,16 +10,19 @@ SEED = 5301
 
 
 def make_plan():
-    """Three maps: one word, two words (70 channels in 64-bit words) and a reused region."""
-    def ins(i, layer, base, C, H, W, T, nw):
-        return {"index": i, "kind": "k", "name": f"i{i}", "layers": [layer],
-                "writes": {"layer": layer, "base": base, "channels": C, "height": H,
-                           "width": W, "steps": T, "nwords": nw}}
+    """Three maps: one word, three words (70 channels in the map's own 32-bit words) and a
+    region reused by a later map."""
+    def ins(i, layer, base, C, H, W, T, nw, ww=None):
+        m = {"layer": layer, "base": base, "channels": C, "height": H, "width": W, "steps": T,
+             "nwords": nw}
+        if ww:
+            m["word_width"] = ww
+        return {"index": i, "kind": "k", "name": f"i{i}", "layers": [layer], "writes": m}
 
     return {"word_width": 64, "instructions": [
         ins(0, "a_lif", 0, 8, 4, 4, 2, 1),
         {"index": 1, "kind": "ac_store", "name": "i1", "layers": ["conv"], "writes": None},
-        ins(2, "b_lif", 64, 70, 3, 2, 2, 2),
+        ins(2, "b_lif", 64, 70, 3, 2, 2, 3, ww=32),
         ins(3, "c_lif", 0, 16, 2, 2, 2, 1),  # overwrites a_lif's words after it was read
     ]}
 
@@ -50,7 +53,8 @@ def test_exact_trace_rebuilds_every_map(tmp_path):
 def _flip(writes, plan, layer, t, c, y, x):
     """Flip bit (t, c, y, x) of ``layer`` in a copy of the trace."""
     ins = next(i for i in plan["instructions"] if i["writes"] and i["writes"]["layer"] == layer)
-    m, ww = ins["writes"], plan["word_width"]
+    m = ins["writes"]
+    ww = m.get("word_width", plan["word_width"])
     w, b = divmod(c, ww)
     addr = m["base"] + ((t * m["height"] + y) * m["width"] + x) * m["nwords"] + w
     out = list(writes)
