@@ -327,7 +327,8 @@ def build(board_name: str, model=DEFAULT_MODEL, out: Path | None = None, *, baud
     platform, top, plan = design(model, b, baud=baud, lanes=lanes)
     manifest = {"board": b.name, "part": b.part, **git_commit(),
                 "model": {"path": os.path.relpath(Path(model).resolve(), REPO),
-                          "sha256": plan.sha256, "config": plan.config.get("name")},
+                          "sha256": plan.sha256, "config": "{arch}-{depth}-{dim}".format(**plan.config)
+                          if {"arch", "depth", "dim"} <= set(plan.config) else None},
                 "lanes": lanes, "baud": baud, "clk_hz": platform.default_clk_frequency,
                 "tools": versions(b.family)}
     memories = None
@@ -386,7 +387,7 @@ def build(board_name: str, model=DEFAULT_MODEL, out: Path | None = None, *, baud
     if over:
         raise FitError(f"The design does not fit the {b.part} ({b.name}): " + "; ".join(over)
                        + ("; largest memories: " + ", ".join(
-                           f"{m['memory']} {m.get('BRAM36', m.get('EBR'))}"
+                           f"{m['memory']} {m.get('BRAM36', m.get('EBR')):g}"
                            for m in memories[:5]) if memories else ""))
     return manifest
 
