@@ -1,0 +1,1 @@
+"""cocotb benches: the generated accelerator in Verilator / Icarus against the golden model."""
