@@ -81,6 +81,7 @@ def tiny_sfm(tmp_path_factory):
 
 
 @pytest.mark.toolchain
+@pytest.mark.slow
 def test_arty_build_tree_utilization_and_fit_check(tiny_sfm, tmp_path):
     """The Vivado tree, yosys's utilization, the manifest; the same Verilog twice; the fit
     check on the measured numbers of a part made too small."""
