@@ -108,7 +108,10 @@ class Accelerator(wiring.Component):
             return len(mem[name])
 
         # -- memories -------------------------------------------------------------------------
-        style = {s.name: {"ram_style": s.style} for s in memory_specs(plan)}
+        # Vivado and yosys: ram_style for memories with a write port, rom_style for the ROMs
+        rom = {"weights", "biases", "thetas", "head_w", "head_b"}
+        style = {s.name: {("rom_style" if s.name in rom else "ram_style"): s.style}
+                 for s in memory_specs(plan)}
 
         def lane_mem(name, width):
             arr = mem[name]
