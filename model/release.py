@@ -41,6 +41,21 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
+def _command(a: dict) -> str:
+    """The model.train command line of a checkpoint's arguments (the options that differ
+    from the defaults)."""
+    from .train import parse_args
+
+    defaults = vars(parse_args([]))
+    parts = ["python -m model.train"]
+    for k, v in sorted(a.items()):
+        if k in ("resume", "no_progress", "threads", "eval_only") or v == defaults.get(k):
+            continue
+        flag = "--" + k.replace("_", "-")
+        parts.append(flag if v is True else f"{flag} {v}")
+    return " ".join(parts)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m model.release", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,8 +79,10 @@ def main(argv=None):
         "checkpoint": _rel(weights), "trained_from": _rel(Path(args.checkpoint)),
         "epoch": ck.get("epoch"),
         "training": {k: ck["args"].get(k) for k in ("config", "epochs", "lr", "wd",
-                                                      "batch_size", "seed", "qat",
-                                                      "label_smoothing", "warmup")},
+                                                      "batch_size", "seed", "qat", "init",
+                                                      "weight_bits", "label_smoothing",
+                                                      "warmup")},
+        "training_command": _command(ck["args"]),
         "weights": int(sum(a.size for k, a in cm.tensors.items() if k.endswith(".weight"))),
     }
     sets = [("bundled_256", BUNDLED_TEST)]
