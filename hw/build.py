@@ -186,15 +186,16 @@ def synth_xilinx(build_dir: Path) -> dict:
             "memories": xilinx_memories(work)}
 
 
-_MEM_DECL = re.compile(r'\(\* ram_style = "distributed" \*\)\n((?:\s*\(\*[^\n]*\*\)\n)*)'
+_MEM_DECL = re.compile(r'\(\* r[ao]m_style = "distributed" \*\)\n((?:\s*\(\*[^\n]*\*\)\n)*)'
                        r'(\s*reg \[[^\]]+\] (\\?\S+) \[)')
 
 
 def yosys_compatible(src: str) -> tuple[str, list[str]]:
     """The Verilog Vivado would read, changed where yosys differs without changing what it
     costs: the BUFGCTRL's SIM_DEVICE parameter (absent from yosys's model) goes, and a ROM
-    marked ``ram_style = "distributed"`` (which yosys cannot map to LUT RAM; Vivado builds it
-    from LUTs) gets ``rom_style = "logic"``, yosys's way of saying the same."""
+    marked ``rom_style`` (or ``ram_style``) ``= "distributed"`` (which yosys cannot map to LUT
+    RAM; Vivado builds it from LUTs) gets ``rom_style = "logic"``, yosys's way of saying the
+    same."""
     notes = []
     src = re.sub(r"BUFGCTRL\s*#\(\s*\.SIM_DEVICE\(\"[^\"]*\"\)\s*\)", "BUFGCTRL", src)
 
@@ -203,7 +204,7 @@ def yosys_compatible(src: str) -> tuple[str, list[str]]:
         written = re.search(r"^\s*" + re.escape(name) + r"\[.*\]\s*<=", src, re.M)
         if written:
             return m.group(0)
-        notes.append(f"{name}: ROM with ram_style distributed -> rom_style logic")
+        notes.append(f"{name}: distributed ROM -> rom_style logic")
         return '(* rom_style = "logic" *)\n' + m.group(1) + m.group(2)
 
     return _MEM_DECL.sub(fix, src), notes
@@ -211,7 +212,8 @@ def yosys_compatible(src: str) -> tuple[str, list[str]]:
 
 def rtlil_rom_styles(il: str) -> tuple[str, list[str]]:
     """``yosys_compatible`` for RTLIL (the ECP5 flow reads ``top.il``): a memory with
-    ``ram_style "distributed"`` and no write port gets ``rom_style "logic"``."""
+    ``ram_style`` or ``rom_style`` ``"distributed"`` and no write port gets ``rom_style
+    "logic"``."""
     notes = []
     out = []
     for chunk in re.split(r"(?m)^(?=module )", il):
@@ -221,10 +223,10 @@ def rtlil_rom_styles(il: str) -> tuple[str, list[str]]:
         def fix(m):
             if m.group(2) in written:
                 return m.group(0)
-            notes.append(f"{m.group(2)}: ROM with ram_style distributed -> rom_style logic")
+            notes.append(f"{m.group(2)}: distributed ROM -> rom_style logic")
             return 'attribute \\rom_style "logic"\n' + m.group(1)
 
-        out.append(re.sub(r'attribute \\ram_style "distributed"\n(\s*memory [^\n]*\\(\S+)\n)',
+        out.append(re.sub(r'attribute \\r[ao]m_style "distributed"\n(\s*memory [^\n]*\\(\S+)\n)',
                           fix, chunk))
     return "".join(out), notes
 

@@ -48,9 +48,13 @@ def test_yosys_compatible_verilog():
 '''
     out, notes = hb.yosys_compatible(src)
     assert "SIM_DEVICE" not in out and "BUFGCTRL \\U$4" in out
-    assert notes == ["rom: ROM with ram_style distributed -> rom_style logic"]
+    assert notes == ["rom: distributed ROM -> rom_style logic"]
     assert out.count('ram_style = "distributed"') == 1
     assert '(* rom_style = "logic" *)\n  (* src = "top.py:1" *)\n  reg [7:0] rom' in out
+    # hw.top marks its ROMs rom_style (Vivado's attribute for ROMs): the same rewrite
+    marked = src.replace('(* ram_style = "distributed" *)\n  (* src', '(* rom_style = '
+                         '"distributed" *)\n  (* src', 1)
+    assert hb.yosys_compatible(marked)[0] == out
 
 
 def test_rtlil_rom_styles():
@@ -68,7 +72,7 @@ def test_rtlil_rom_styles():
 end
 '''
     out, notes = hb.rtlil_rom_styles(il)
-    assert notes == ["rom: ROM with ram_style distributed -> rom_style logic"]
+    assert notes == ["rom: distributed ROM -> rom_style logic"]
     assert 'attribute \\rom_style "logic"\n  memory width 8 size 4 \\rom' in out
     assert 'attribute \\ram_style "distributed"\n  memory width 8 size 4 \\ram' in out
 
