@@ -18,13 +18,13 @@ The golden model's program (model/golden.py) is a list of layers; the accelerato
 | ``head`` | stream -> Head -> logits, class | head |
 
 Spike maps live in four banks (docs/hw_architecture.md layout in each:
-``base + ((t*H + y)*W + x)*nwords + w``), allocated first-fit by liveness, so a map's words
+``base + ((t*H + y)*W + x)*nwords + w``), allocated by liveness (``_allocate``), so a map's words
 are reused once its last reader has run. Bank 0 (``word_width`` bits, 16 by default: narrow
 words waste little on the tokenizer's 8- and 16-channel maps) holds every map but the
-attention's K and V, and Q; banks 1-3 (``qkv_width`` >= D bits, one word per token) hold Q, K
+attention's Q, K and V; banks 1-3 (``qkv_width`` >= D bits, one word per token) hold Q, K
 and V, which the attention unit reads in the same cycle. In the trace and the plan, addresses
-are global: bank b's words start at ``bank_offsets[b]``. The residual stream holds rows of P values in the
-order the AC engine emits its currents: row ``(pos*T + t)*G + g``.
+are global: bank b's words start at ``bank_offsets[b]``. The residual stream holds rows of P
+values in the order the AC engine emits its currents: row ``(pos*T + t)*G + g``.
 
 Each instruction lists the counters the sequencer copies into the counter memory when it
 ends (``counters``: unit, counter port, golden layer, golden counter name or a physical one).
@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.golden import COUNTERS
 from model.modelfile import CompiledModel
 
 KINDS = ("mac", "ac_lif", "ac_store", "ac_add", "lif", "attn", "pool", "head")
@@ -95,7 +94,8 @@ class Instr:
     fields: dict[str, int] = field(default_factory=dict)
     writes: SpikeMap | None = None
     reads: list[SpikeMap] = field(default_factory=list)
-    counters: list[tuple[str, str, str, str]] = field(default_factory=list)  # unit, port, layer, name
+    # (unit, counter port, golden layer, counter name)
+    counters: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     def count(self, unit: str, layer: str):
         for port, golden in UNIT_COUNTERS[unit]:
@@ -141,7 +141,8 @@ class Plan:
             "word_width": self.word_width, "qkv_width": self.qkv_width,
             "banks": [{"bank": b, "word_width": self.word_width if b == 0 else self.qkv_width,
                        "depth": d, "offset": o}
-                      for b, (d, o) in enumerate(zip(self.bank_depths, self.bank_offsets))],
+                      for b, (d, o) in enumerate(zip(self.bank_depths, self.bank_offsets,
+                                                      strict=True))],
             "image": {"channels": cfg["in_channels"], "height": cfg["img_size"],
                       "width": cfg["img_size"], "pixel_width": 8 * cfg["in_channels"]},
             "classes": cfg["num_classes"], "logit_width": self.widths["logit"],

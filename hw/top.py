@@ -26,9 +26,9 @@ are written before they are read.
 from __future__ import annotations
 
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for, ceil_log2
+from amaranth.utils import ceil_log2
 
 from .ac_conv import ACConv
 from .attention import SpikeAttention
@@ -266,7 +266,8 @@ class Accelerator(wiring.Component):
         cnt_wr = cnt_mem.write_port()
         cnt_rd = cnt_mem.read_port()
         m.d.comb += [
-            cnt_wr.en.eq(snapping), cnt_wr.addr.eq(slot), cnt_wr.data.eq(Array(sigs)[sel_rom[slot]]),
+            cnt_wr.en.eq(snapping), cnt_wr.addr.eq(slot),
+            cnt_wr.data.eq(Array(sigs)[sel_rom[slot]]),
             cnt_rd.addr.eq(self.cnt_addr), self.cnt_data.eq(cnt_rd.data),
         ]
         for u in (ac, mac, lif, adder, att, pool, head):
@@ -317,7 +318,7 @@ class Accelerator(wiring.Component):
             if len(att.orders) == 2:
                 m.d.comb += att.order.eq(cur.order)
             Dw = att.channels
-            for x, port in zip("qkv", sp_rd[1:]):
+            for x, port in zip("qkv", sp_rd[1:], strict=True):
                 m.d.comb += [port.addr.eq(getattr(att, f"{x}_addr")),
                              port.en.eq(getattr(att, f"{x}_en")),
                              getattr(att, f"{x}_data").eq(port.data[:Dw])]

@@ -13,9 +13,8 @@ from amaranth.sim import Simulator
 
 from hw.program import PlanError, build_plan
 from hw.top import Accelerator
-from model import golden
+from model import build_model, get_config, golden
 from model.compiler import compile_model, randomize
-from model import build_model, get_config
 
 
 def tiny_model(name="spikingformer-1-16", seed=0, **overrides):
@@ -105,7 +104,7 @@ def check(cm, images, plan, results):
         for layer, arr in maps.items():
             np.testing.assert_array_equal(arr, ref.spikes[layer][b], err_msg=layer)
         sums = {}
-        for s, v in zip(plan.counter_slots, r["counters"]):
+        for s, v in zip(plan.counter_slots, r["counters"], strict=True):
             sums[(s["layer"], s["counter"])] = sums.get((s["layer"], s["counter"]), 0) + v
         for layer, st in ref.stats.items():
             for name in golden.COUNTERS:
