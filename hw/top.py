@@ -15,7 +15,8 @@ Ports:
 - ``class_index``; ``logit_addr`` -> ``logit_data`` (combinational).
 - ``cnt_addr`` -> ``cnt_data`` one cycle later: the counter memory (``plan.counter_slots``).
 - ``cycles``: cycles from ``start`` to ``done`` of the last image.
-- ``trace_valid``, ``trace_instr``, ``trace_addr``, ``trace_data``: every spike-memory write.
+- ``trace_valid``, ``trace_instr``, ``trace_addr``, ``trace_data``: every spike-memory write
+  (the address is global: bank b's words start at ``plan.bank_offsets[b]``).
 
 Memories are initialised from the plan (weights, biases, thresholds, head weights, the
 program). Between images no state survives that the next image could see: the LIF membranes
