@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from model.budget import BRAM36_SHAPES as _BRAM36
 from model.modelfile import CompiledModel
 
 KINDS = ("mac", "ac_lif", "ac_store", "ac_add", "lif", "attn", "pool", "head")
@@ -480,7 +481,6 @@ def _allocate(instrs: list[Instr], bank: int) -> int:
 # -- memories and their cost on a 7-series FPGA -------------------------------------------
 # Simple dual port block RAM shapes (bits wide, words deep), in BRAM18 halves of a BRAM36.
 _BRAM18 = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
-_BRAM36 = ((1, 32768), (2, 16384), (4, 8192), (9, 4096), (18, 2048), (36, 1024), (72, 512))
 DISTRIBUTED_DEPTH = 320  # memories this shallow go to LUT RAM (ram_style "distributed")
 
 
