@@ -57,6 +57,15 @@ class ACConv(wiring.Component):
       tap = dy * k + dx; lanes beyond Co in the last group hold zeros;
     - biases: rows of P biases, row ``bias_base + group``.
 
+    Bit-plane mode (``planes_max`` > 1, inputs ``planes`` and ``plane_lg``; 1x1 layers only,
+    undefined for k = 3): a 1x1 conv on integers x [T, C, H, W], 0 <= x < 2^B, B <=
+    ``planes_max``, run bit-serially. The spike map holds the B bit planes as Ci = B * C
+    channels (C = 1 << ``plane_lg``, a power of two), channel c' = b * C + c being bit b of
+    x[:, c]; ``ci`` is B * C (so the spike layout above is unchanged). The weights are those
+    of the C channels, K = C (row ``weight_base + group * C + c``): the bit of channel c' adds
+    row c' & (C - 1) shifted left by c' >> plane_lg (weights signed: times 2^b), so that the
+    currents are ``ref_conv(x, w, bias)``.
+
     Every read port returns data one cycle after ``*_addr`` with ``*_en`` and holds it while
     ``*_en`` is low (an ``amaranth.lib.memory`` synchronous read port).
 
@@ -82,7 +91,9 @@ class ACConv(wiring.Component):
     ``ci_max_1x1`` = 9 x the window's words per tap x ``word_width``), ``co_max``, ``hw_max``,
     ``t_max``, ``word_width`` (spike memory word), ``scan_width`` (the scanner's word: a part of
     a spike word, default min(32, word_width)), widths, ``windows`` (window buffers of a 1x1
-    layer, >= 2; a 3x3 layer uses one region per time step) and address widths.
+    layer, >= 2; a 3x3 layer uses one region per time step), ``planes_max`` (B of the
+    bit-plane mode; 1: no plane mode and no ``planes`` / ``plane_lg`` ports) and address
+    widths.
 
     Accumulators are ``acc_width`` bits and wrap: the compiler's bound (the layer's ``bits``,
     from |bias| + 9 Ci max|w|) must fit, which is what makes overflow impossible.
@@ -91,7 +102,10 @@ class ACConv(wiring.Component):
     ``sops`` (valid lanes per spike event), ``spikes_in`` (set bits of the input map, counted
     when the centre tap's bit is scanned for group 0), ``weight_reads`` (a weight per synapse
     and a bias per output neuron, read at t = 0 and held over the T steps), ``act_reads``
-    (T Ci H W: every map bit once, counted as Ci per window). Besides: ``act_words`` (spike
+    (T Ci H W: every map bit once, counted as Ci per window). In bit-plane mode these are the
+    bit-serial counts of the plane map (Ci = B C): ``sops`` = set plane bits x Co (a shifted
+    row is one synapse event per lane), ``spikes_in`` = set plane bits, ``weight_reads`` =
+    sops + Co H W, ``act_reads`` = T B C H W. Besides: ``act_words`` (spike
     words physically read: with column reuse a word once per output row that needs it, up to
     3 times, so this exceeds act_reads / word width), ``weight_rows`` (weight and bias rows
     physically read), ``busy_cycles`` and ``stall_cycles`` (busy cycles that issue no spike
@@ -102,7 +116,7 @@ class ACConv(wiring.Component):
                  hw_max: int = 32, t_max: int = 4, word_width: int = 64,
                  scan_width: int | None = None, weight_width: int = 8, bias_width: int = 16,
                  acc_width: int = 20, windows: int = 4, spike_addr_width: int = 16, weight_addr_width: int = 16,
-                 bias_addr_width: int = 10, counter_width: int = 32):
+                 bias_addr_width: int = 10, counter_width: int = 32, planes_max: int = 1):
         self.lanes = _power_of_two("Lane count", lanes)
         self.ci_max = _positive("Maximum input channel count", ci_max)
         self.co_max = _positive("Maximum output channel count", co_max)
@@ -127,6 +141,7 @@ class ACConv(wiring.Component):
         self.weight_addr_width = _positive("Weight address width", weight_addr_width)
         self.bias_addr_width = _positive("Bias address width", bias_addr_width)
         self.counter_width = _positive("Counter width", counter_width)
+        self.planes_max = _positive("Maximum bit plane count", planes_max)
 
         WW, P = word_width, lanes
         self.tap_words = 1 << ceil_log2(-(-ci_max // WW))  # word slots per tap
@@ -143,6 +158,11 @@ class ACConv(wiring.Component):
             "last": unsigned(1),
         })
         cw = counter_width
+        # bit-plane mode (1x1 integer inputs), only built when planes_max > 1
+        plane_ports = {
+            "planes": In(1),  # plane mode on
+            "plane_lg": In(bits_for(ceil_log2(self.ci_max_1x1))),  # log2 C, channels per plane
+        } if planes_max > 1 else {}
         super().__init__({
             "start": In(1),
             "busy": Out(1),
@@ -158,6 +178,7 @@ class ACConv(wiring.Component):
             "spike_base": In(spike_addr_width),
             "weight_base": In(weight_addr_width),
             "bias_base": In(bias_addr_width),
+            **plane_ports,
             # memory read ports
             "spike_addr": Out(spike_addr_width),
             "spike_en": Out(1),
@@ -200,13 +221,18 @@ class ACConv(wiring.Component):
         spike_base = Signal(saw)
         weight_base = Signal(waw)
         bias_base = Signal.like(self.bias_base)
+        PM = self.planes_max
+        sb = ceil_log2(PM)  # bits of a plane number (the shift of a weight row)
+        if PM > 1:
+            planes = Signal()  # bit-plane mode: Ci = B * C, C = 1 << plane_lg
+            plane_lg = Signal.like(self.plane_lg)
 
         # derived from the layer registers, registered at setup (stable over a layer)
         nwords = Signal(range(G + 1))  # spike words per position
         nwords_m1 = Signal(range(G))
         groups_m1 = Signal(max(1, bits_for(self.groups_max - 1)))  # groups - 1
         last_mask = Signal(P)  # lanes of the last group that hold a channel
-        K = Signal(waw)  # weight rows per group
+        K = Signal(waw)  # weight rows per group (plane mode: C)
         tail = Signal(WW)  # channel bits of a position's last word
         co_m1 = Signal(len(co))
         ci_m1 = Signal(len(ci))
@@ -216,9 +242,12 @@ class ACConv(wiring.Component):
             (nwords, (ci_m1 >> ceil_log2(WW)) + 1),
             (groups_m1, co_m1 >> ceil_log2(P)),
             (last_mask, _thermometer(co_m1[:ceil_log2(P)], P)),
-            (K, Mux(k3, (ci << 3) + ci, ci)),
+            (K, Mux(k3, (ci << 3) + ci, Mux(planes, 1 << plane_lg, ci) if PM > 1 else ci)),
             (tail, _thermometer(ci_m1[:ceil_log2(WW)], WW)),
         ]
+        if PM > 1:
+            c_mask = Signal(len(ci))  # a 1x1 event's weight row: c' & c_mask (plane mode: C - 1)
+            derived.append((c_mask, Mux(planes, (1 << plane_lg) - 1, (1 << len(ci)) - 1)))
         # tap * Ci, tap = 0..8 (registered at setup, read per spike)
         tap_ci = Array(Signal(waw, name=f"tap_ci{i}") for i in range(9))
 
@@ -241,6 +270,8 @@ class ACConv(wiring.Component):
                         spike_base.eq(self.spike_base), weight_base.eq(self.weight_base),
                         bias_base.eq(self.bias_base),
                     ]
+                    if PM > 1:
+                        m.d.sync += [planes.eq(self.planes), plane_lg.eq(self.plane_lg)]
                     m.next = "Setup-Rowstride"
             with m.State("Setup-Rowstride"):
                 # rowstride = W * nwords; tap_ci[i] = i * Ci
@@ -561,12 +592,19 @@ class ACConv(wiring.Component):
         ev_dx = Signal(2)
         ev_tap = Signal(4)
         ev_c = Signal(len(ci))
+        ev_c1 = Cat(scan.bit[:ceil_log2(SW)], scan.word)  # a 1x1 window's channel
         m.d.comb += [
             ev_dx.eq(ev_idx[twb:twb + 2] - s_cs + 1),
             ev_tap.eq(Mux(k3, (ev_dy << 1) + ev_dy + ev_dx, 0)),
             ev_c.eq(Mux(k3, Cat(scan.bit[:ceil_log2(SW)], scan.word[:rb + twb]),
-                        Cat(scan.bit[:ceil_log2(SW)], scan.word))),
+                        ev_c1 & c_mask if PM > 1 else ev_c1)),
         ]
+        if PM > 1:
+            # plane mode: the event's plane b = c' >> plane_lg, its row's shift; bits
+            # [plane_lg, plane_lg + sb) of c', a (log2 ci_max_1x1)-input mux per bit
+            ev_shift = Signal(sb)
+            m.d.comb += ev_shift.eq(Array(ev_c1[lg:lg + sb]
+                                          for lg in range(len(ev_c1)))[plane_lg])
         final_window = s_last
         lanes = Signal(P)
         m.d.comb += lanes.eq(Mux(g_last, last_mask, (1 << P) - 1))
@@ -575,6 +613,7 @@ class ACConv(wiring.Component):
         e1 = Signal(data.StructLayout({
             "valid": 1, "null": 1, "first": 1, "last": 1, "t0": 1, "centre": 1, "final": 1,
             "row": waw, "group": len(g), "mask": P, "pos": len(spos), "t": tb,
+            **({"shift": sb} if PM > 1 else {}),  # plane mode: the row's left shift
         }))
         e2 = Signal.like(e1)
         with m.If(adv):
@@ -587,6 +626,8 @@ class ACConv(wiring.Component):
                 e1.group.eq(g), e1.mask.eq(lanes), e1.pos.eq(spos), e1.t.eq(st),
                 e2.eq(e1),
             ]
+            if PM > 1:
+                m.d.sync += e1.shift.eq(Mux(planes, ev_shift, 0))
         with m.If(setup):
             m.d.sync += [e1.valid.eq(0), e2.valid.eq(0)]
 
@@ -605,15 +646,17 @@ class ACConv(wiring.Component):
             brd.en.eq(adv & read_bias & ~e1.t0),
         ]
 
-        # E2: acc = (first ? bias : acc) + (null ? 0 : row)
+        # E2: acc = (first ? bias : acc) + (null ? 0 : row << shift), shift 0 but in plane mode
         acc = Signal(data.ArrayLayout(signed(self.acc_width), P))
         acc_new = Signal.like(acc)
         bias = Signal.like(self.bias_data)
         m.d.comb += bias.eq(Mux(e2.t0, self.bias_data, brd.data))
         for lane in range(P):
+            row = self.weight_data[lane]
+            if PM > 1:  # times 2^shift, signed: a PM-input mux
+                row = Array(row << b for b in range(PM))[e2.shift]
             m.d.comb += acc_new[lane].eq(
-                Mux(e2.first, bias[lane], acc[lane])
-                + Mux(e2.null, 0, self.weight_data[lane]))
+                Mux(e2.first, bias[lane], acc[lane]) + Mux(e2.null, 0, row))
         m.d.comb += [
             bwr.addr.eq(e2.group), bwr.data.eq(self.bias_data),
             bwr.en.eq(adv & e2.valid & e2.first & e2.t0),

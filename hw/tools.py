@@ -55,6 +55,12 @@ UNITS: dict[str, tuple[str, dict]] = {
     "ac_conv": ("hw.ac_conv:ACConv", {"lanes": 8, "co_max": 256, "acc_width": 20}),
     "mac_conv": ("hw.mac_conv:MACConv", {"lanes": 8, "ci_max": 3, "acc_width": 20}),
     "attention": ("hw.attention:SpikeAttention", {"lanes": 8, "order": "both", "head_align": 8}),
+    "plane_adder": ("hw.planes:PlaneAdder", {"word_width": 16, "planes_max": 3,
+                                             "addr_width": 14, "positions_max": 256,
+                                             "words_max": 4}),
+    "plane_reader": ("hw.planes:PlaneReader", {"word_width": 16, "lanes": 8, "planes_max": 3,
+                                               "value_width": 4, "addr_width": 14,
+                                               "positions_max": 256, "words_max": 4}),
 }
 
 

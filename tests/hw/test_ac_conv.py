@@ -1,5 +1,6 @@
 """hw.ac_conv: the AC conv engine in Amaranth's simulator against model.golden.ref_conv on
-spikes and conv_counts, on random layers and edges, many layers per simulation run."""
+spikes and conv_counts, on random layers and edges, many layers per simulation run; and its
+bit-plane mode (1x1 convs on small integers) against ref_conv on the integers."""
 
 from __future__ import annotations
 
@@ -23,17 +24,31 @@ HW_COUNTERS = COUNTERS + ("act_words", "weight_rows", "busy_cycles", "stall_cycl
 
 @dataclass
 class Case:
-    """One layer: spikes x [T, Ci, H, W], weights w [Co, Ci, k, k], biases b [Co]."""
+    """One layer: spikes x [T, Ci, H, W], weights w [Co, Ci, k, k], biases b [Co].
+
+    Bit-plane mode (``planes`` = B > 0, k = 1): x is the plane map of integers [T, C, H, W]
+    (Ci = B * C, channel b * C + c = bit b of channel c), w [Co, C, 1, 1]."""
     x: np.ndarray
     w: np.ndarray
     b: np.ndarray
     stall: bool = False  # the output's ready drops at random
     name: str = ""
+    planes: int = 0  # B; 0: x is a plain spike map
 
     @property
     def shape(self):
+        """(T, Ci, Co, k, H, W) of the spike map the engine sees (plane mode: Ci = B * C)."""
         T, Ci, H, W = self.x.shape
         return T, Ci, self.w.shape[0], self.w.shape[2], H, W
+
+    @property
+    def value(self):
+        """The conv's input: the spikes, or the integers of the bit planes."""
+        if not self.planes:
+            return self.x.astype(np.int64)
+        T, Ci, H, W = self.x.shape
+        bits = self.x.astype(np.int64).reshape(T, self.planes, Ci // self.planes, H, W)
+        return sum(bits[:, b] << b for b in range(self.planes))
 
 
 # -- memory images (the layout of hw/ac_conv.py's docstring) ---------------------------------
@@ -79,7 +94,7 @@ def pack_biases(b, lanes):
 def expected_beats(case: Case, lanes):
     """(pos, t, group, mask, currents) in the engine's order: position, t, group."""
     T, Ci, Co, k, H, W = case.shape
-    y = ref_conv(case.x.astype(np.int64), case.w, case.b)  # [T, Co, H, W]
+    y = ref_conv(case.value, case.w, case.b)  # [T, Co, H, W]
     groups = -(-Co // lanes)
     yp = np.zeros((T, groups * lanes, H, W), dtype=np.int64)
     yp[:, :Co] = y
@@ -96,29 +111,35 @@ def expected_beats(case: Case, lanes):
 # -- the harness: the engine with its memories and an output recorder ------------------------
 class Harness(wiring.Component):
     def __init__(self, cases, *, lanes, word_width, scan_width=None, windows=4, acc_width=18,
-                 bias_width=18):
+                 bias_width=18, planes_max=1):
         self.dut = ACConv(lanes=lanes, ci_max=16, co_max=16, hw_max=8, t_max=4,
                           word_width=word_width, scan_width=scan_width or word_width,
                           weight_width=8, bias_width=bias_width,
                           acc_width=acc_width, windows=windows, spike_addr_width=16,
-                          weight_addr_width=16, bias_addr_width=10)
+                          weight_addr_width=16, bias_addr_width=10, planes_max=planes_max)
         rng = np.random.default_rng(len(cases))
         spikes, weights, biases, self.bases, self.nbeats = [], [], [], [], []
         for c in cases:
             self.bases.append((len(spikes), len(weights), len(biases)))
             spikes += pack_spikes(c.x, word_width, rng)
-            weights += pack_rows(pack_weights(c.w, lanes), lanes, 8)
+            weights += pack_rows(pack_weights(c.w, lanes), lanes, 8)  # planes: K = C rows
             biases += pack_rows(pack_biases(c.b, lanes), lanes, bias_width)
             T, Ci, Co, k, H, W = c.shape
             self.nbeats.append(T * H * W * -(-Co // lanes))
         self.spike_init, self.weight_init, self.bias_init = spikes, weights, biases
         self.out_depth = max(self.nbeats)
         d = self.dut
+        self.params = ("start", "clear", "ci", "co", "k", "height", "width", "steps",
+                       "spike_base", "weight_base", "bias_base")
+        planes = {}
+        if planes_max > 1:
+            self.params += ("planes", "plane_lg")
+            planes = {"planes": In(1), "plane_lg": In(len(d.plane_lg))}
         super().__init__({
             "start": In(1), "clear": In(1), "stall": In(1),
             "ci": In(len(d.ci)), "co": In(len(d.co)), "k": In(2), "height": In(len(d.height)),
             "width": In(len(d.width)), "steps": In(len(d.steps)),
-            "spike_base": In(16), "weight_base": In(16), "bias_base": In(10),
+            "spike_base": In(16), "weight_base": In(16), "bias_base": In(10), **planes,
             "beats": Out(16), "cycle": Out(32),
         })
 
@@ -139,8 +160,7 @@ class Harness(wiring.Component):
             m.d.comb += [port.addr.eq(getattr(d, f"{name}_addr")),
                          port.en.eq(getattr(d, f"{name}_en")),
                          getattr(d, f"{name}_data").eq(port.data)]
-        for name in ("start", "clear", "ci", "co", "k", "height", "width", "steps",
-                     "spike_base", "weight_base", "bias_base"):
+        for name in self.params:
             m.d.comb += getattr(d, name).eq(getattr(self, name))
         m.d.sync += self.cycle.eq(self.cycle + 1)
         # ready drops on about 3 cycles in 8 when `stall` (an LFSR)
@@ -167,10 +187,10 @@ def decode(layout, lanes, acc_width, value):
     return fields["pos"], fields["t"], fields["group"], fields["mask"], cur, fields["last"]
 
 
-def run_cases(cases, *, lanes, word_width, scan_width=None, windows=4):
+def run_cases(cases, *, lanes, word_width, scan_width=None, windows=4, planes_max=1):
     """Run every case in one simulation; return per case (beats, counters, cycles)."""
     h = Harness(cases, lanes=lanes, word_width=word_width, scan_width=scan_width,
-                windows=windows)
+                windows=windows, planes_max=planes_max)
     d = h.dut
     results = []
 
@@ -181,6 +201,9 @@ def run_cases(cases, *, lanes, word_width, scan_width=None, windows=4):
                             ("steps", T), ("spike_base", sb), ("weight_base", wb),
                             ("bias_base", bb), ("stall", int(c.stall))):
                 ctx.set(getattr(h, name), v)
+            if planes_max > 1:
+                ctx.set(h.planes, int(c.planes > 0))
+                ctx.set(h.plane_lg, int(c.w.shape[1]).bit_length() - 1 if c.planes else 0)
             ctx.set(h.start, 1)
             ctx.set(h.clear, 1)
             await ctx.tick()
@@ -214,10 +237,13 @@ def check(cases, results, lanes, word_width):
             assert cur == exp[4], (f"{c.name}: position {pos} (y {pos // W}, x {pos % W}), "
                                    f"t {t}, group {g}: {cur} != {exp[4]}")
             assert last == (i == len(want) - 1), f"{c.name}: beat {i} last"
-        gold = conv_counts(c.x[None], c.w.shape, "spikes")
+        if c.planes:
+            gold = plane_counts(c)
+        else:
+            gold = {k: int(v[0]) for k, v in conv_counts(c.x[None], c.w.shape, "spikes").items()}
         for name in COUNTERS:
-            assert counters[name] == int(gold[name][0]), \
-                f"{c.name}: {name} {counters[name]} != golden {int(gold[name][0])}"
+            assert counters[name] == gold[name], \
+                f"{c.name}: {name} {counters[name]} != golden {gold[name]}"
         groups = -(-Co // lanes)
         spikes = window_spikes(c)
         events = int(np.maximum(spikes, 1).sum()) * groups
@@ -228,6 +254,18 @@ def check(cases, results, lanes, word_width):
         assert counters["act_words"] == act_words(c, word_width), c.name
         assert counters["weight_rows"] == int(spikes.sum()) * groups + H * W * groups, c.name
         assert counters["busy_cycles"] <= cycles
+
+
+def plane_counts(c: Case):
+    """The bit-serial counts of a plane-mode 1x1 layer, from first principles: each set bit
+    of the plane map is one spike event (its only window), of Co synapses (a shifted weight
+    row), and reads Co weights; a bias per output neuron; every plane bit is read once."""
+    T, Ci, Co, k, H, W = c.shape
+    B, C = c.planes, c.w.shape[1]
+    assert k == 1 and Ci == B * C
+    bits = int(c.x.sum())  # popcount of the planes
+    return {"sops": bits * Co, "spikes_in": bits, "weight_reads": bits * Co + Co * H * W,
+            "act_reads": T * B * C * H * W}
 
 
 def act_words(c: Case, word_width):
@@ -367,6 +405,67 @@ def test_fetch_corners(lanes, word_width, scan_width, windows, seed):
     check(cases, results, lanes, word_width)
 
 
+def plane_case(x, w, b, planes, name, stall=False):
+    """The plane-mode layer of integers x [T, C, H, W] (0 .. 2^planes - 1): its plane map."""
+    bits = np.concatenate([(x >> p) & 1 for p in range(planes)], axis=1).astype(np.uint8)
+    return Case(bits, w, b, stall, name, planes)
+
+
+def plane_cases(seed, n, lanes, planes_max, cap=400):
+    """Random plane-mode 1x1 layers: B in 1..min(3, planes_max) (1..4 when planes_max is 4),
+    C in {8, 16, 32}, Co in {1, P, P + 1, 2P + 1, 16}, H, W in 1..6, T in 1..4, x != 0 with
+    densities 0, 0.05, 0.3, 1 in turn, non-zero values uniform in 1..2^B - 1, int8 weights,
+    backpressure on every other layer; the map drawn again while the layer exceeds ``cap``
+    cycles. Plus edges: all x = 2^B - 1 with +-127 weights, the accumulators at exactly
+    their 18-bit ends."""
+    rng = np.random.default_rng(seed)
+    bmax = 4 if planes_max == 4 else min(3, planes_max)
+    cases = []
+    for i in range(n):
+        B = int(rng.integers(1, bmax + 1))
+        C = int(rng.choice([8, 16, 32]))
+        Co = int(rng.choice([1, lanes, lanes + 1, 2 * lanes + 1, 16]))
+        density = (0.0, 0.05, 0.3, 1.0)[i % 4]
+        w = rng.integers(-127, 128, (Co, C, 1, 1))
+        b = rng.integers(-2000, 2001, Co)
+        while True:
+            T, H, W = int(rng.integers(1, 5)), int(rng.integers(1, 7)), int(rng.integers(1, 7))
+            x = np.where(rng.random((T, C, H, W)) < density,
+                         rng.integers(1, 1 << B, (T, C, H, W)), 0)
+            c = plane_case(x, w, b, B, f"planes B{B} C{C} Co{Co} {T}x{H}x{W} density "
+                           f"{density} ({i})", stall=bool(i % 2))
+            if scan_cycles(c, lanes) <= cap:
+                break
+        cases.append(c)
+    top = (1 << 17) - 1
+    B, C = bmax, 32
+    full = C * 127 * ((1 << B) - 1)
+    x = np.full((1, C, 2, 1), (1 << B) - 1)
+    cases.append(plane_case(x, np.full((1, C, 1, 1), 127), np.full(1, top - full), B,
+                            "planes max positive"))
+    cases.append(plane_case(x, np.full((1, C, 1, 1), -127), np.full(1, -top - 1 + full), B,
+                            "planes max negative", stall=True))
+    return cases
+
+
+@pytest.mark.parametrize("lanes,word_width,scan_width,windows,planes_max,seed,n", [
+    (4, 16, 8, 4, 3, 31, 200),  # 200 plane layers (B <= 3, a 3-input shift mux) in one run
+    (2, 8, 4, 2, 4, 32, 40),  # B up to 4, two window buffers, 4-bit scanner parts
+])
+def test_plane_layers(lanes, word_width, scan_width, windows, planes_max, seed, n):
+    """Bit-plane mode: currents equal ref_conv on the integers, counters the bit-serial
+    counts; binary layers (1x1 and 3x3, plane mode off) interleaved in the same run."""
+    cases = plane_cases(seed, n, lanes, planes_max)
+    binary = small_random_cases(seed, 12, lanes)
+    cases = [c for pair in zip(cases[:12], binary, strict=True) for c in pair] + cases[12:]
+    t0 = time.time()
+    results = run_cases(cases, lanes=lanes, word_width=word_width, scan_width=scan_width,
+                        windows=windows, planes_max=planes_max)
+    check(cases, results, lanes, word_width)
+    print(f"{len(cases)} layers ({sum(c.planes > 0 for c in cases)} plane mode), "
+          f"{sum(r[2] for r in results)} cycles, {time.time() - t0:.1f} s")
+
+
 @pytest.mark.slow
 def test_random_layers_full_size():
     """The brief's full random range (H, W <= 6, T <= 4, uniform density): slow."""
@@ -382,6 +481,7 @@ def test_random_layers_full_size():
     (dict(windows=1), "Window buffer count must be at least 2, not 1"),
     (dict(word_width=16, scan_width=32), "Scan width 32 exceeds the spike word width 16"),
     (dict(acc_width=16, bias_width=32), "Accumulator width 16 is narrower"),
+    (dict(planes_max=0), "Maximum bit plane count must be a positive integer, not 0"),
 ])
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_rejects(kwargs, message):
