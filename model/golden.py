@@ -15,11 +15,18 @@ Per layer and per image, ``stats`` counts:
   reach fewer outputs); attention: K^T V increments and the rows added per Q spike (or Q K^T
   coincidences and the columns added per V spike, in the order the compiler chose);
 - ``macs``: multiply-accumulates on non-spike inputs (first layer, head, integer inputs);
+  for an integer-input conv (Spikformer) these are MAC-equivalents: non-zero inputs times
+  synapses reached, the work a multiplier would do;
+- ``bit_acs``: the bit-serial accumulates that do an integer-input conv on the AC engine:
+  the input is taken as bit planes (``planes`` = bits of the input's bound), each set bit of
+  plane b adds the weight shifted left by b, one per synapse reached;
 - ``adds``: other additions (residual stream adds, the head's sum over tokens and time);
 - ``spikes_in`` / ``spikes_out``: spikes read / fired; ``neuron_updates``: LIF charge steps;
 - ``weight_reads``, ``act_reads``, ``act_writes``: memory accesses in elements: a weight per
   synapse used, a bias per output neuron and a threshold per LIF neuron (each held in a
   register over the neuron's T steps); spike maps, pixels and stream values per element.
+  An integer-input conv reads its input as bit planes (``planes`` elements per value) and a
+  weight per bit-serial accumulate; ``spikes_in`` counts the set bits of the planes.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import numpy as np
 from .modelfile import CompiledModel, ModelFileError
 
 COUNTERS = ("sops", "macs", "adds", "spikes_in", "spikes_out", "neuron_updates",
-            "weight_reads", "act_reads", "act_writes")
+            "weight_reads", "act_reads", "act_writes", "bit_acs")
 
 
 @dataclass
@@ -167,8 +174,18 @@ def _counts(B: int, **given) -> dict[str, np.ndarray]:
     return st
 
 
-def conv_counts(x: np.ndarray, w_shape: tuple, source: str) -> dict[str, np.ndarray]:
-    """Counts of a conv on x ([B, T, Ci, H, W] spikes or integers, [B, Ci, H, W] pixels)."""
+def input_planes(in_bound) -> int:
+    """Bit planes of a non-negative integer input bounded by ``in_bound``."""
+    return max(1, int(in_bound).bit_length())
+
+
+def conv_counts(x: np.ndarray, w_shape: tuple, source: str,
+                planes: int = 1) -> dict[str, np.ndarray]:
+    """Counts of a conv on x ([B, T, Ci, H, W] spikes or integers, [B, Ci, H, W] pixels).
+
+    Integer inputs (``source`` "int", values 0 .. 2^planes - 1) run bit-serially: see the
+    module docstring.
+    """
     Co, Ci, k, _ = w_shape
     B, (H, W) = x.shape[0], x.shape[-2:]
     fan = _fanout(H, W, k)
@@ -177,8 +194,17 @@ def conv_counts(x: np.ndarray, w_shape: tuple, source: str) -> dict[str, np.ndar
         return _counts(B, macs=taps, weight_reads=taps + Co * H * W, act_reads=Ci * H * W)
     nz = (x != 0).sum(axis=2)  # [B, T, H, W] non-zero inputs per position
     reach = _per_image(nz * fan) * Co
-    work = dict(sops=reach, spikes_in=_per_image(x)) if source == "spikes" else dict(macs=reach)
-    return _counts(B, weight_reads=reach + Co * H * W, act_reads=x[0].size, **work)
+    if source == "spikes":
+        return _counts(B, sops=reach, spikes_in=_per_image(x),
+                       weight_reads=reach + Co * H * W, act_reads=x[0].size)
+    xi = x.astype(np.int64)
+    if xi.min(initial=0) < 0 or xi.max(initial=0) >> planes:
+        raise ModelFileError(f"Integer conv input outside 0..{2 ** planes - 1} "
+                             f"({planes} bit planes): [{xi.min()}, {xi.max()}]")
+    bits = sum((xi >> b) & 1 for b in range(planes))  # set bits per value
+    bit_acs = _per_image(bits.sum(axis=2) * fan) * Co
+    return _counts(B, macs=reach, bit_acs=bit_acs, spikes_in=_per_image(bits),
+                   weight_reads=bit_acs + Co * H * W, act_reads=planes * x[0].size)
 
 
 def lif_counts(s: np.ndarray) -> dict[str, np.ndarray]:
@@ -255,7 +281,8 @@ def run(cm: CompiledModel, images: np.ndarray, record: bool = False) -> Result:
                 out = ref_conv(x.astype(np.int64) - zp, w, b)
             else:
                 out = ref_conv(x.astype(np.int64), w, b)
-            st = conv_counts(x, w.shape, op["input"])
+            st = conv_counts(x, w.shape, op["input"],
+                             input_planes(op["in_bound"]) if op["input"] == "int" else 1)
         elif kind == "lif":
             x = ins[0]
             if x.ndim == 4:  # a static current (first layer): the same at every step

@@ -87,6 +87,43 @@ def test_sops_equal_an_independent_count_from_torch_spike_maps():
         assert np.array_equal(res.stats[f"{a}.attn"]["sops"], expected)
 
 
+def test_integer_inputs_count_mac_equivalents_and_bit_serial_acs():
+    """Spikformer's 1x1 convs on the spike-sum stream: from torch's spike maps, the stream is
+    the sum of the spike maps added into it; MAC-equivalents are its non-zero values times Co,
+    bit-serial ACs its set bits (over the bound's planes) times Co."""
+    model, cm = compiled("spikformer-2-64", seed=3)
+    img = images(3, seed=5)
+    res = run(cm, img)
+    with torch.no_grad():
+        _, rec = model(torch.from_numpy(img).double(), mode="int", record=True)
+    stream = rec["patch_embed.rpe_lif"].long() + rec["patch_embed.maxpool3"].long()
+    bound, seen = 2, 0
+    for j in range(model.cfg.depth):
+        a, m = f"block.{j}.attn", f"block.{j}.mlp"
+        for name, add in ((f"{a}.q_linear", f"{a}.proj_lif"), (f"{m}.fc1_linear",
+                                                                f"{m}.fc2_lif")):
+            users = [name] + ([f"{a}.k_linear", f"{a}.v_linear"] if "attn" in name else [])
+            planes = bound.bit_length()
+            assert 0 <= int(stream.min()) and int(stream.max()) <= bound
+            bits = sum((stream >> b) & 1 for b in range(planes))
+            for u in users:
+                op = cm.op(u)
+                Co = op["shape"][0]
+                st = res.stats[u]
+                assert op["input"] == "int" and op["in_bound"] == bound
+                assert np.array_equal(st["macs"], (stream != 0).flatten(1).sum(1).numpy() * Co)
+                assert np.array_equal(st["bit_acs"], bits.flatten(1).sum(1).numpy() * Co)
+                assert np.array_equal(st["spikes_in"], bits.flatten(1).sum(1).numpy())
+                assert np.array_equal(st["act_reads"], [planes * stream[0].numel()] * 3)
+                assert np.array_equal(st["weight_reads"],
+                                      st["bit_acs"] + Co * stream[0, 0, 0].numel())
+                assert st["sops"].sum() == 0
+                seen += int(st["bit_acs"].sum() > st["macs"].sum() > 0)
+            stream = stream + rec[add].long()
+            bound += 1
+    assert seen >= 4  # values >= 3 occur: more bit-serial ACs than MAC-equivalents
+
+
 def test_first_layer_counts_macs_once_and_spike_totals_match():
     model, cm = compiled("spikingformer-1-32", seed=2)
     img = images(2, seed=1)
