@@ -15,7 +15,17 @@ The golden model's program (model/golden.py) is a list of layers; the accelerato
 | ``lif`` | stream -> LIF -> spike map | a LIF on the stream |
 | ``attn`` | Q, K, V maps -> SpikeAttention -> LIF -> spike map | attention, its LIF |
 | ``pool`` | spike map -> MaxPool -> spike map (one instruction per word slice) | max pool |
-| ``head`` | stream -> Head -> logits, class | head |
+| ``head`` | stream (or bit planes) -> Head -> logits, class | head |
+| ``plane_add`` | bit planes + spike map -> PlaneAdder -> bit planes | add of spikes (Spikformer) |
+
+Spikformer (``arch`` "spikformer") adds spike maps into its residual stream, so the stream
+holds small non-negative integers. They stay in bank 0 as bit planes (hw/planes.py: a map of
+B planes is a spike map of B x C channels, channel b * C + c = bit b of channel c), a
+``plane_add`` adds a spike map to them, the 1x1 convs that read them run on the AC engine in
+bit-plane mode (``ac_lif`` with ``planes`` = 1: plane b's spikes add weights shifted by b),
+and the head reads them through a PlaneReader. Such a conv's MACs (golden ``macs``: its
+MAC-equivalents) are not a hardware event; the plan lists them in ``unmeasured``, and its
+bit-serial accumulates are counted (golden ``bit_acs``).
 
 Spike maps live in four banks (docs/hw_architecture.md layout in each:
 ``base + ((t*H + y)*W + x)*nwords + w``), allocated by liveness (``_allocate``), so a map's words
@@ -39,9 +49,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.budget import BRAM36_SHAPES as _BRAM36
+from model.golden import input_planes
 from model.modelfile import CompiledModel
 
-KINDS = ("mac", "ac_lif", "ac_store", "ac_add", "lif", "attn", "pool", "head")
+KINDS = ("mac", "ac_lif", "ac_store", "ac_add", "lif", "attn", "pool", "head", "plane_add")
 
 # Counter ports per unit: (port, golden counter or None for a physical count).
 UNIT_COUNTERS = {
@@ -62,6 +73,9 @@ UNIT_COUNTERS = {
     "pool": [("act_reads", "act_reads"), ("act_writes", "act_writes"), ("busy_cycles", None)],
     "head": [("adds", "adds"), ("macs", "macs"), ("weight_reads", "weight_reads"),
              ("act_reads", "act_reads"), ("busy_cycles", None)],
+    "planes": [("adds", "adds"), ("act_reads", "act_reads"), ("act_writes", "act_writes"),
+               ("word_reads", None), ("word_writes", None), ("nonzero", None),
+               ("busy_cycles", None)],
 }
 
 
@@ -80,6 +94,7 @@ class SpikeMap:
     bank: int = 0
     word_width: int = 16
     base: int = -1  # within the bank
+    planes: int = 1  # bit planes of an integer map (channels = planes x its channels)
 
     @property
     def words(self) -> int:
@@ -98,8 +113,9 @@ class Instr:
     # (unit, counter port, golden layer, counter name)
     counters: list[tuple[str, str, str, str]] = field(default_factory=list)
 
-    def count(self, unit: str, layer: str):
+    def count(self, unit: str, layer: str, rename: dict[str, str] | None = None):
         for port, golden in UNIT_COUNTERS[unit]:
+            golden = (rename or {}).get(golden, golden)
             self.counters.append((unit, port, layer, golden or f"{unit}_{port}"))
 
 
@@ -115,6 +131,8 @@ class Plan:
     widths: dict[str, int]  # element widths and unit parameters
     bank_depths: list[int]
     stream_rows: int
+    # golden counters no hardware event corresponds to: {layer, counter, reason}
+    unmeasured: list[dict] = field(default_factory=list)
 
     @property
     def bank_offsets(self) -> list[int]:
@@ -158,9 +176,10 @@ class Plan:
                     "bank": i.writes.bank, "word_width": i.writes.word_width,
                     "channels": i.writes.channels, "height": i.writes.height,
                     "width": i.writes.width, "steps": i.writes.steps,
-                    "nwords": i.writes.nwords},
+                    "nwords": i.writes.nwords, "planes": i.writes.planes},
             } for i in self.instructions],
             "counters": self.counter_slots,
+            "unmeasured": self.unmeasured,
         }
 
 
@@ -182,9 +201,6 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int = 16) -> Pl
     P = lanes
     if P < 1 or P & (P - 1):
         raise PlanError(f"Lane count must be a power of two, not {lanes}")
-    if cfg["arch"] != "spikingformer":
-        raise PlanError(f"The accelerator runs spike-driven (spikingformer) models; "
-                        f"{cfg['arch']!r} layer inputs are not all spikes")
     T, D, S = cfg["T"], cfg["dim"], cfg["img_size"]
     WW, WQ = word_width, max(P, _pow2(D))
     if WW < P or WW % P or WW & (WW - 1):
@@ -228,15 +244,20 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int = 16) -> Pl
         return out.reshape(G, P)
 
     maps: dict[str, SpikeMap] = {}
+    unmeasured: list[dict] = []
 
-    def spike_map(layer):
+    def spike_map(layer, planes=1):
         C, H, W = shape(layer)
         bank = 0
         for user in consumers[layer]:
             if ops[user]["op"] == "attention":
                 bank = 1 + ops[user]["inputs"].index(layer)
         width = WQ if bank else WW
-        maps[layer] = SpikeMap(layer, C, H, W, T, -(-C // width), bank, width)
+        if planes > 1 and (bank or C % WW):
+            raise PlanError(f"{layer}: an integer map's {C} channels per plane must fill "
+                            f"{WW}-bit words")
+        maps[layer] = SpikeMap(layer, planes * C, H, W, T, -(-planes * C // width), bank,
+                               width, planes=planes)
         return maps[layer]
 
     instrs: list[Instr] = []
@@ -272,13 +293,25 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int = 16) -> Pl
                           bias_base=add_rows("biases", lane_rows(b)))
         widths["conv_acc"] = max(widths["conv_acc"], op["bits"])
         widths["bias"] = max(widths.get("bias", 2), _signed_bits(b))
-        if op["input"] == "spikes":
+        if op["input"] in ("spikes", "int"):
             src = maps.get(op["inputs"][0])
             if src is None or src.bank:
                 raise PlanError(f"{op['name']}: input {op['inputs'][0]!r} is not a spike map "
                                 f"of bank 0")
             ins.reads.append(src)
             ins.fields["spike_base"] = -1  # set after allocation
+        if op["input"] == "int":  # bit planes of the integer input
+            if src.planes != input_planes(op["in_bound"]) or src.channels != src.planes * Ci:
+                raise PlanError(f"{op['name']}: its input is not a map of "
+                                f"{input_planes(op['in_bound'])} bit planes of {Ci} channels")
+            if k != 1 or Ci & (Ci - 1):
+                raise PlanError(f"{op['name']}: an integer-input conv must be 1x1 with a "
+                                f"power-of-two channel count, not {k}x{k} on {Ci}")
+            ins.fields.update(ci=src.channels, planes=1, plane_lg=Ci.bit_length() - 1)
+            widths["planes"] = max(widths.get("planes", 1), src.planes)
+            unmeasured.append(dict(layer=op["name"], counter="macs",
+                                   reason="MAC-equivalents: the AC engine runs the integer "
+                                          "input bit-serially (counted as bit_acs)"))
         done.add(op["name"])
 
     def new(kind, name, layers):
@@ -309,7 +342,7 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int = 16) -> Pl
             if lif is not None:
                 ins = new("ac_lif", name, [name, lif])
                 conv_fields(ins, op)
-                ins.count("ac", name)
+                ins.count("ac", name, {"sops": "bit_acs"} if op["input"] == "int" else None)
                 lif_fields(ins, lif, op["bits"])
             elif stream is not None and users == adds and len(adds) == 1 \
                     and stream in ops[adds[0]]["inputs"]:
@@ -371,9 +404,16 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int = 16) -> Pl
                 ins.count("pool", name)
             done.add(name)
         elif kind == "head":
-            if op["inputs"][0] != stream:
-                raise PlanError(f"{name}: the head must read the residual stream")
+            src = maps.get(op["inputs"][0])
+            if op["inputs"][0] != stream and (src is None or src.bank):
+                raise PlanError(f"{name}: the head must read the residual stream or a map of "
+                                f"bank 0")
             ins = new("head", name, [name])
+            if op["inputs"][0] != stream:  # the integer stream as bit planes
+                ins.reads.append(src)
+                ins.fields.update(planes=src.planes, words=src.nwords // src.planes,
+                                  positions=T * src.height * src.width, in_base=-1)
+                widths["stream"] = max(widths["stream"], src.planes + 1)
             w, b = cm.tensor(op["tensors"]["weight"]), cm.tensor(op["tensors"]["bias"])
             widths.update(head_weight=_signed_bits(w), head_bias=_signed_bits(b),
                           head_acc=int(op["in_bound"]).bit_length() + 1, logit=op["bits"])
@@ -381,7 +421,27 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int = 16) -> Pl
             ins.count("head", name)
             done.add(name)
         elif kind == "add":
-            raise PlanError(f"{name}: a residual add must follow a spike conv")
+            srcs = [maps.get(i) for i in op["inputs"]]
+            if any(m is None or m.bank for m in srcs):
+                raise PlanError(f"{name}: a residual add must follow a spike conv or add two "
+                                f"maps of bank 0")
+            a, sp = sorted(srcs, key=lambda m: -m.planes)
+            if sp.planes != 1 or a.channels // a.planes != sp.channels:
+                raise PlanError(f"{name}: adds a spike map to a bit-plane map of the same "
+                                f"channels, not {a.planes} and {sp.planes} planes")
+            out_planes = input_planes(op["bound"])
+            if out_planes not in (a.planes, a.planes + 1):
+                raise PlanError(f"{name}: bound {op['bound']} needs {out_planes} planes")
+            ins = new("plane_add", name, [name])
+            ins.reads += [a, sp]
+            out = spike_map(name, out_planes)
+            ins.writes = out
+            ins.fields.update(a_planes=a.planes, out_planes=out_planes,
+                              words=sp.nwords, positions=T * sp.height * sp.width,
+                              a_base=-1, s_base=-1)
+            widths["planes"] = max(widths.get("planes", 1), out_planes)
+            ins.count("planes", name)
+            done.add(name)
         else:
             raise PlanError(f"{name}: op {kind!r} has no unit")
     if not instrs or instrs[-1].kind != "head":
@@ -395,6 +455,10 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int = 16) -> Pl
             f["spike_base"] = ins.reads[0].base
         if ins.kind == "attn":
             f["q_base"], f["k_base"], f["v_base"] = (m.base for m in ins.reads)
+        if ins.kind == "plane_add":
+            f["a_base"], f["s_base"] = (m.base for m in ins.reads)
+        if ins.kind == "head" and ins.reads:
+            f["in_base"] = ins.reads[0].base
         if ins.kind == "pool":
             f["in_base"] = ins.reads[0].base + f["word"]
             f["out_base"] = ins.writes.base + f["word"]
@@ -406,7 +470,8 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int = 16) -> Pl
                      out_plane=m.height * m.width * m.nwords)
 
     N = (S // 4) ** 2
-    stream_rows = N * T * (-(-D // P))
+    uses_stream = any(i.kind in ("ac_store", "ac_add", "lif") for i in instrs)
+    stream_rows = N * T * (-(-D // P)) if uses_stream else 0
     widths["spike_addr"] = max(1, (max(depths) - 1).bit_length(), (T * N - 1).bit_length())
     widths["head_in"] = widths["stream"]
     widths["trace_addr"] = max(1, (sum(depths) - 1).bit_length())
@@ -421,7 +486,7 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int = 16) -> Pl
     sha = hashlib.sha256(cm.to_bytes()).hexdigest()
     return Plan(config=dict(cfg), sha256=sha, lanes=P, word_width=WW, qkv_width=WQ,
                 instructions=instrs, memories=memories, widths=widths, bank_depths=depths,
-                stream_rows=stream_rows)
+                stream_rows=stream_rows, unmeasured=unmeasured)
 
 
 def _allocate(instrs: list[Instr], bank: int) -> int:
@@ -538,10 +603,10 @@ def memory_specs(plan: Plan) -> list[MemorySpec]:
     for b, name in ((1, "Q"), (2, "K"), (3, "V")):
         specs.append(MemorySpec(f"spikes{b}", plan.qkv_width, plan.bank_depths[b], 1,
                                 f"spike map {name}"))
-    specs += [
-        MemorySpec("stream", P * wd["stream"], plan.stream_rows, 1, "residual stream"),
-        MemorySpec("counters", 32, len(plan.counter_slots), 1, "activity counters"),
-    ]
+    if plan.stream_rows:
+        specs.append(MemorySpec("stream", P * wd["stream"], plan.stream_rows, 1,
+                                "residual stream"))
+    specs.append(MemorySpec("counters", 32, len(plan.counter_slots), 1, "activity counters"))
     attn = [i.fields for i in plan.instructions if i.kind == "attn"]
     if any(f["order"] == 0 for f in attn):  # K^T V first: SpikeAttention's scratch
         d, h, n = attn[0]["head_dim"], attn[0]["heads"], attn[0]["tokens"]

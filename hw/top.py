@@ -37,6 +37,7 @@ from .head import Head
 from .lif import LIFArray
 from .mac_conv import MACConv
 from .maxpool import MaxPool
+from .planes import PlaneAdder, PlaneReader
 from .program import KINDS, Plan, memory_specs
 from .residual import ResidualAdder
 
@@ -137,9 +138,10 @@ class Accelerator(wiring.Component):
             banks.append(memory.Memory(shape=WW if b == 0 else self.WQ, depth=depth, init=[],
                                        attrs=style[f"spikes{b}"]))
             m.submodules[f"spikes{b}"] = banks[-1]
+        # Spikformer keeps its integer stream as bit planes in bank 0: no stream memory
         m.submodules.stream = st_mem = memory.Memory(
-            shape=data.ArrayLayout(signed(wd["stream"]), P), depth=plan.stream_rows, init=[],
-            attrs=style["stream"])
+            shape=data.ArrayLayout(signed(wd["stream"]), P), depth=max(1, plan.stream_rows),
+            init=[], attrs=style.get("stream", {}))
         m.submodules.counters = cnt_mem = memory.Memory(shape=cw, depth=len(self.slots),
                                                         init=[], attrs=style["counters"])
         layout, init = self._program()
@@ -154,11 +156,12 @@ class Accelerator(wiring.Component):
         attn_i = [i for i in instrs if i.kind == "attn"]
         lif_i = [i for i in instrs if "lif_groups" in i.fields]
         ci3 = [i.fields["ci"] for i in convs if i.fields["k"] == 3] or [1]
+        planes_max = max([i.reads[0].planes for i in convs if i.fields.get("planes")] or [1])
         ac = ACConv(lanes=P, ci_max=max(ci3), co_max=max(i.fields["co"] for i in convs),
                     hw_max=max(i.fields["height"] for i in convs), t_max=T, word_width=WW,
                     weight_width=wd["weight"], bias_width=wd["bias"], acc_width=acc_w,
                     spike_addr_width=aw, weight_addr_width=waw, bias_addr_width=baw,
-                    counter_width=cw)
+                    counter_width=cw, planes_max=planes_max)
         if any(i.fields["ci"] > ac.ci_max_1x1 for i in convs):
             raise ValueError("A 1x1 conv has more input channels than the AC engine's window")
         m.submodules.ac = ac
@@ -191,6 +194,23 @@ class Accelerator(wiring.Component):
         pool = MaxPool(channels=WW, max_height=self.S, max_width=self.S, time_steps=T,
                        addr_width=aw, stride_width=4, counter_width=cw)
         m.submodules.pool = pool
+        padd_i = [i for i in instrs if i.kind == "plane_add"]
+        padd = None
+        if padd_i:
+            padd = PlaneAdder(word_width=WW, planes_max=max(i.fields["a_planes"] for i in padd_i),
+                              addr_width=aw,
+                              positions_max=max(i.fields["positions"] for i in padd_i),
+                              words_max=max(i.fields["words"] for i in padd_i),
+                              counter_width=cw)
+            m.submodules.planes = padd
+        head_i = instrs[-1]
+        prd = None
+        if head_i.reads:  # the head reads bit planes of bank 0
+            hf = head_i.fields
+            prd = PlaneReader(word_width=WW, lanes=P, planes_max=hf["planes"],
+                              value_width=wd["stream"], addr_width=aw,
+                              positions_max=hf["positions"], words_max=hf["words"])
+            m.submodules.plane_reader = prd
         head = Head(channels=self.D, classes=self.classes, lanes=P, in_width=wd["stream"],
                     acc_width=wd["head_acc"], weight_width=wd["head_weight"],
                     bias_width=wd["head_bias"], logit_width=wd["logit"], counter_width=cw)
@@ -257,7 +277,7 @@ class Accelerator(wiring.Component):
             key = (unit, port)
             if key not in index:
                 obj = {"ac": ac, "mac": mac, "lif": lif, "add": adder, "attn": att,
-                       "pool": pool, "head": head}.get(unit)
+                       "pool": pool, "head": head, "planes": padd}.get(unit)
                 index[key] = len(sigs)
                 sigs.append(icycles if unit == "seq" else getattr(obj, port))
             return index[key]
@@ -271,7 +291,7 @@ class Accelerator(wiring.Component):
             cnt_wr.data.eq(Array(sigs)[sel_rom[slot]]),
             cnt_rd.addr.eq(self.cnt_addr), self.cnt_data.eq(cnt_rd.data),
         ]
-        for u in (ac, mac, lif, adder, att, pool, head):
+        for u in (ac, mac, lif, adder, att, pool, head, padd):
             if u is not None:
                 m.d.comb += u.clear.eq(clear)
 
@@ -311,6 +331,17 @@ class Accelerator(wiring.Component):
                 mac.pixel_data.eq(img_r.data),
             ]
             m.d.comb += [mac.zero_point[c].eq(zp[c]) for c in range(self.Cin)]
+        if planes_max > 1:
+            m.d.comb += [ac.planes.eq(cur.planes), ac.plane_lg.eq(cur.plane_lg)]
+        if padd is not None:
+            m.d.comb += [padd.start.eq(go & is_("plane_add")), padd.a_base.eq(cur.a_base),
+                         padd.a_planes.eq(cur.a_planes), padd.s_base.eq(cur.s_base),
+                         padd.out_base.eq(cur.out_base), padd.out_planes.eq(cur.out_planes),
+                         padd.words.eq(cur.words), padd.positions.eq(cur.positions)]
+        if prd is not None:
+            m.d.comb += [prd.start.eq(go & is_("head")), prd.base.eq(cur.in_base),
+                         prd.planes.eq(cur.planes), prd.words.eq(cur.words),
+                         prd.positions.eq(cur.positions)]
         if att is not None:
             m.d.comb += [att.start.eq(go & is_("attn")), att.heads.eq(cur.heads),
                          att.head_dim.eq(cur.head_dim), att.tokens.eq(cur.tokens),
@@ -334,18 +365,27 @@ class Accelerator(wiring.Component):
         m.d.comb += [ac.weight_data.eq(w_rd.data), ac.bias_data.eq(b_rd.data)]
         if mac is not None:
             m.d.comb += [mac.weight_data.eq(w_rd.data), mac.bias_data.eq(b_rd.data)]
-        # bank 0's read port: AC engine or max pool
-        with m.If(is_("pool")):
-            m.d.comb += [sp_r0.addr.eq(pool.in_addr), sp_r0.en.eq(pool.in_en)]
+        # bank 0's read port: AC engine, max pool, plane adder or the head's plane reader
+        readers = [(is_("pool"), pool.in_addr, pool.in_en)]
+        if padd is not None:
+            readers.append((is_("plane_add"), padd.rd_addr, padd.rd_en))
+        if prd is not None:
+            readers.append((is_("head"), prd.rd_addr, prd.rd_en))
+        for i, (cond, addr, en) in enumerate(readers):
+            with (m.If if i == 0 else m.Elif)(cond):
+                m.d.comb += [sp_r0.addr.eq(addr), sp_r0.en.eq(en)]
         with m.Else():
             m.d.comb += [sp_r0.addr.eq(ac.spike_addr), sp_r0.en.eq(ac.spike_en)]
         m.d.comb += [ac.spike_data.eq(sp_r0.data), pool.in_data.eq(sp_r0.data)]
+        for u in (padd, prd):
+            if u is not None:
+                m.d.comb += u.rd_data.eq(sp_r0.data)
         m.d.comb += [hw_rd.addr.eq(head.w_addr), hw_rd.en.eq(head.w_en),
                      head.w_data.eq(hw_rd.data), hb_rd.addr.eq(head.b_addr),
                      hb_rd.en.eq(head.b_en), head.b_data.eq(hb_rd.data)]
 
         # -- the stream reader: rows 0 .. R-1 in (pos, t, g) order ----------------------------
-        R = plan.stream_rows
+        R = max(1, plan.stream_rows)
         rd_next = Signal(range(R + 1))  # next row to read
         rd_valid = Signal()  # st_rd.data holds row rd_next - 1
         rd_g = Signal(range(max(2, GD)))
@@ -354,7 +394,7 @@ class Accelerator(wiring.Component):
         rd_out_t = Signal.like(rd_t)
         rd_last = Signal()
         rd_ready = Signal()
-        reading = is_("ac_add", "lif", "head")
+        reading = is_("ac_add", "lif") if prd is not None else is_("ac_add", "lif", "head")
         issue = Signal()
         m.d.comb += [issue.eq(reading & ~go & ~clear & (rd_next < R) & (~rd_valid | rd_ready)),
                      st_rd.addr.eq(rd_next), st_rd.en.eq(issue)]
@@ -454,9 +494,12 @@ class Accelerator(wiring.Component):
         m.d.comb += lif_addr.eq(cur.out_base + lo.t * cur.out_plane + pos_addr
                                 + (lo.group >> cur.out_lg))
         w_addr, w_data, w_en = Signal(aw), Signal(self.WMAX), Signal()
-        with m.If(is_("pool")):
-            m.d.comb += [w_addr.eq(pool.out_addr), w_data.eq(pool.out_wdata),
-                         w_en.eq(pool.out_we)]
+        writers = [(is_("pool"), pool.out_addr, pool.out_wdata, pool.out_we)]
+        if padd is not None:
+            writers.append((is_("plane_add"), padd.wr_addr, padd.wr_data, padd.wr_en))
+        for i, (cond, addr, wdata, en) in enumerate(writers):
+            with (m.If if i == 0 else m.Elif)(cond):
+                m.d.comb += [w_addr.eq(addr), w_data.eq(wdata), w_en.eq(en)]
         with m.Else():
             m.d.comb += [w_addr.eq(lif_addr), w_data.eq(wbits), w_en.eq(lif_write)]
         offsets = Array(Const(o, len(self.trace_addr)) for o in plan.bank_offsets)
@@ -482,11 +525,17 @@ class Accelerator(wiring.Component):
             m.d.comb += [ai.stream[p].eq(st_rd.data[p]) for p in range(P)]
             m.d.comb += [ai.current[p].eq(ac.o.payload.current[p]) for p in range(P)]
             m.d.comb += [st_wr.data[p].eq(adder.o.payload.sum[p]) for p in range(P)]
-        with m.If(is_("head")):
-            hi = head.i.payload
-            m.d.comb += [head.i.valid.eq(rd_valid), rd_ready.eq(head.i.ready),
-                         hi.group.eq(rd_out_g), hi.mask.eq(d_mask), hi.last.eq(rd_last)]
-            m.d.comb += [hi.value[p].eq(st_rd.data[p]) for p in range(P)]
+        if prd is not None:
+            hi, po = head.i.payload, prd.o.payload
+            m.d.comb += [head.i.valid.eq(prd.o.valid), prd.o.ready.eq(head.i.ready),
+                         hi.group.eq(po.group), hi.mask.eq(po.mask), hi.last.eq(po.last)]
+            m.d.comb += [hi.value[p].eq(po.value[p]) for p in range(P)]
+        else:
+            with m.If(is_("head")):
+                hi = head.i.payload
+                m.d.comb += [head.i.valid.eq(rd_valid), rd_ready.eq(head.i.ready),
+                             hi.group.eq(rd_out_g), hi.mask.eq(d_mask), hi.last.eq(rd_last)]
+                m.d.comb += [hi.value[p].eq(st_rd.data[p]) for p in range(P)]
 
         # logits
         logits = Array(Signal(signed(wd["logit"]), name=f"logit{k}")
@@ -503,5 +552,6 @@ class Accelerator(wiring.Component):
         m.d.comb += instr_done.eq(
             (lif.o.valid & lo.last & is_("mac", "ac_lif", "lif", "attn"))
             | (stream_last & is_("ac_store", "ac_add"))
-            | (pool.done & is_("pool")) | (head.done & is_("head")))
+            | (pool.done & is_("pool")) | (head.done & is_("head"))
+            | ((padd.done & is_("plane_add")) if padd is not None else Const(0)))
         return m

@@ -49,7 +49,7 @@ def instruction_rows(plan: dict, counters: np.ndarray) -> list[dict]:
     for ins in plan["instructions"]:
         slots = [s for s in plan["counters"] if s["instruction"] == ins["index"]]
         cyc = sum(c[s["slot"]] for s in slots if s["counter"] == "cycles")
-        sops = sum(c[s["slot"]] for s in slots if s["counter"] == "sops")
+        sops = sum(c[s["slot"]] for s in slots if s["counter"] in ("sops", "bit_acs"))
         busy = {s["counter"]: c[s["slot"]] for s in slots if s["counter"].endswith("busy_cycles")}
         stall = {s["counter"]: c[s["slot"]] for s in slots
                  if s["counter"].endswith("stall_cycles")}
@@ -80,11 +80,12 @@ def build_report(cm, plan: dict, counters: np.ndarray, cycles: np.ndarray, golde
     ins = instruction_rows(plan, counters)
     P = plan["lanes"]
     total_cycles = float(np.mean(cycles))
-    total_sops = rtl["totals"]["sops"]
+    total_sops = rtl["totals"]["sops"] + rtl["totals"]["bit_acs"]  # the engines' accumulates
     return {"meta": meta, "lanes": P, "images": int(len(cycles)),
             "config": cm.config, "cycles": total_cycles,
             "instruction_cycles": math.fsum(r["cycles"] for r in ins),
-            "sops": total_sops, "utilization": total_sops / (P * total_cycles),
+            "sops": total_sops, "bit_acs": rtl["totals"]["bit_acs"],
+            "utilization": total_sops / (P * total_cycles),
             "energy": {"ours_pj": rtl["totals"]["ours_pj"],
                        "compute_pj": rtl["totals"]["compute_pj"],
                        "sram_pj": rtl["totals"]["sram_pj"],
@@ -115,6 +116,8 @@ def markdown(rep: dict) -> str:
              f"| cycles in instructions (sum of the per-instruction counters) "
              f"| {rep['instruction_cycles']:,.0f} |",
              f"| SOPs (RTL counters) | {rep['sops']:,.0f} |",
+             *([f"| of which bit-serial ACs on integer inputs | {rep['bit_acs']:,.0f} |"]
+               if rep.get("bit_acs") else []),
              f"| lane utilization SOPs / (P x cycles) | {rep['utilization']:.3f} |",
              f"| energy, our activity model from the RTL counters | {_nj(e['ours_pj'])} nJ "
              f"(compute {_nj(e['compute_pj'])}, SRAM {_nj(e['sram_pj'])}) |",

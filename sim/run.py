@@ -32,6 +32,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 SIMS = ("verilator", "icarus")
 TIMESCALE = ("1ns", "1ps")
+# Icarus: the clock runs inside the wrapper (hw.generate's SIM_CLOCK, a half period in ns);
+# a clock driven from the bench costs a simulator callback per edge, most of Icarus's time.
+HDL_CLOCK = {"icarus": 5}
 VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-MULTIDRIVEN",
                   "-Wno-UNOPTFLAT", "-Wno-TIMESCALEMOD"]
 
@@ -75,7 +78,8 @@ def build(gen_dir: str | Path, sim: str = "verilator", build_dir: str | Path | N
     sources = [gen_dir / f"{manifest['top']}.v", gen_dir / f"{manifest['wrapper']}.v"]
     bdir = Path(build_dir).resolve() if build_dir else gen_dir / f"sim_{sim}"
     args = VERILATOR_ARGS if sim == "verilator" else []
-    digest = hashlib.sha256(json.dumps([sim, args, TIMESCALE, PUBLIC_VLT]).encode()
+    defines = {"SIM_CLOCK": HDL_CLOCK[sim]} if sim in HDL_CLOCK else {}
+    digest = hashlib.sha256(json.dumps([sim, args, defines, TIMESCALE, PUBLIC_VLT]).encode()
                             + b"".join(s.read_bytes() for s in sources)).hexdigest()
     stamp = bdir / "build.sha256"
     exe = bdir / (manifest["wrapper"] if sim == "verilator" else "sim.vvp")
@@ -101,7 +105,7 @@ def build(gen_dir: str | Path, sim: str = "verilator", build_dir: str | Path | N
     t0 = time.perf_counter()
     try:
         runner.build(sources=sources, hdl_toplevel=manifest["wrapper"], build_dir=bdir,
-                     build_args=args, timescale=TIMESCALE, always=True,
+                     build_args=args, defines=defines, timescale=TIMESCALE, always=True,
                      log_file=log if quiet else None)
     except (SystemExit, subprocess.CalledProcessError) as e:
         raise SimError(f"{sim} build failed ({e}); see {log}") from None
@@ -165,6 +169,7 @@ def simulate(gen_dir: str | Path, build_dir: str | Path, sim: str, images: np.nd
                "dir": str(d), "images": str(img_path), "range": [lo, hi], "first": first,
                "hex": str(d / "images.hex"), "results": str(d / "results.jsonl"),
                "layout": manifest["layout"], "maxcycles": maxcycles,
+               "hdl_clock": sim in HDL_CLOCK,
                "trace": str(run_dir / f"trace_{k}.txt") if trace else None}
         (d / "job.json").write_text(json.dumps(job, indent=1))
         log = d / "sim.log"
@@ -270,8 +275,11 @@ def compare(plan: dict, golden, run: SimRun) -> dict:
     for i in np.nonzero(run.array("timeout"))[0]:
         note(i, "timeout: no done")
     uncounted = []
+    unmeasured = {(u["layer"], u["counter"]) for u in plan.get("unmeasured", [])}
     for layer, st in golden.stats.items():
         for c in COUNTERS:
+            if (layer, c) in unmeasured:  # no hardware event (MAC-equivalents)
+                continue
             g = np.asarray(st[c], dtype=np.int64)
             slots = table.get((layer, c))
             if slots is None:
@@ -283,7 +291,8 @@ def compare(plan: dict, golden, run: SimRun) -> dict:
                 note(i, f"{layer}.{c}: RTL {rtl[i]}, golden {g[i]}")
     known = set(golden.stats)
     extra = sorted({layer for layer, _ in table if layer not in known})
-    return {"mismatched_images": mism, "uncounted": uncounted, "unknown_layers": extra}
+    return {"mismatched_images": mism, "uncounted": uncounted, "unknown_layers": extra,
+            "unmeasured": sorted(unmeasured)}
 
 
 # -- debug ---------------------------------------------------------------------------------------
@@ -292,7 +301,8 @@ def debug_image(cm, plan: dict, gen_dir, build_dir, sim: str, image: np.ndarray,
     """Rerun one image with the trace on; the first spike-map difference from the golden."""
     from model.golden import run as golden_run
 
-    from .trace import first_difference, format_difference, parse_trace, rebuild_maps
+    from .trace import (first_difference, format_difference, golden_planes, parse_trace,
+                        rebuild_maps)
 
     d = run_dir / f"debug_{index}"
     simulate(gen_dir, build_dir, sim, image[None], d, first=index, shards=1, trace=True,
@@ -300,7 +310,8 @@ def debug_image(cm, plan: dict, gen_dir, build_dir, sim: str, image: np.ndarray,
     traces = parse_trace(d / "trace_0.txt")
     maps = rebuild_maps(plan, traces.get(index, []))
     g = golden_run(cm, image[None], record=True)
-    diff = first_difference(plan, maps, {n: s[0] for n, s in g.spikes.items()})
+    diff = first_difference(plan, maps, golden_planes(cm.program, plan,
+                                                      {n: s[0] for n, s in g.spikes.items()}))
     return format_difference(diff), diff
 
 
@@ -338,7 +349,7 @@ def default_maxcycles(cm, image: np.ndarray, lanes: int) -> int:
 def summarize(plan: dict, run: SimRun, golden, labels: np.ndarray, cmp: dict) -> dict:
     lanes = plan["lanes"]
     cycles = run.array("cycles")
-    sops = golden.total("sops")
+    sops = golden.total("sops") + golden.total("bit_acs")  # the engines' accumulates
     n = len(run.results)
     wall_img = np.array([r["wall"] for r in run.results])
     classes = run.array("class_index")

@@ -114,6 +114,32 @@ def rebuild_maps(plan: dict, writes: list[tuple[int, int, int]]) -> dict[str, Re
     return maps
 
 
+def stream_values(program: list[dict], spikes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The integer maps of adds of spike maps (Spikformer's stream), from the golden spike maps
+    (any leading axes), in program order: layer -> int64 array."""
+    vals: dict[str, np.ndarray] = dict(spikes)
+    out = {}
+    for op in program:
+        if op["op"] == "add" and all(i in vals for i in op["inputs"]):
+            vals[op["name"]] = out[op["name"]] = sum(vals[i].astype(np.int64)
+                                                     for i in op["inputs"])
+    return out
+
+
+def golden_planes(program: list[dict], plan: dict,
+                  spikes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The golden maps as the plan stores them: spike maps, and integer maps as bit planes
+    ([T, B x C, H, W], channel b * C + c = bit b of channel c) for the maps of B > 1 planes."""
+    planes = {i["writes"]["layer"]: i["writes"].get("planes", 1)
+              for i in plan["instructions"] if i["writes"]}
+    out = dict(spikes)
+    for layer, v in stream_values(program, spikes).items():
+        if planes.get(layer, 1) > 1:
+            out[layer] = np.concatenate([((v >> b) & 1).astype(np.uint8)
+                                         for b in range(planes[layer])], axis=-3)
+    return out
+
+
 def first_difference(plan: dict, maps: dict[str, RebuiltMap],
                      golden: dict[str, np.ndarray]) -> dict:
     """The first layer (program order) whose rebuilt map differs from the golden one.
