@@ -158,8 +158,13 @@ def wrapper_verilog(layout: dict, shapes: dict[str, Shape], top_name: str = TOP_
 // `tag` names it in the trace);
 // `finished` rises when logits, class, cycles and all {slots} counter slots are in res_*.
 // Optional +TRACE=<file>: one line per spike-memory write (instr addr data), +MAXCYCLES=<n>.
+// Define SIM_CLOCK=<half period> to run the clock inside the wrapper (then clk is an output).
 module {name} (
+`ifdef SIM_CLOCK
+  output reg  clk,
+`else
   input  wire clk,
+`endif
   input  wire rst,
   input  wire load,
   input  wire go,
@@ -188,6 +193,13 @@ module {name} (
   reg [{aw - 1}:0] pixel;
   reg [{kw - 1}:0] k;
   reg [31:0] waited;
+
+`ifdef SIM_CLOCK
+  // With SIM_CLOCK defined (half period in time units) the clock runs here, so an
+  // event-driven simulator makes no call into the bench per edge.
+  initial clk = 1'b0;
+  always #(`SIM_CLOCK) clk = ~clk;
+`endif
 
   wire start = (state == S_START);
   wire img_we = (state == S_WRITE);
@@ -259,6 +271,7 @@ module {name} (
             if (done) state <= S_LOGIT;
             else if (waited == max_cycles) begin
               timeout <= 1'b1;
+              res_cycles <= waited;
               finished <= 1'b1;
               state <= S_IDLE;
             end

@@ -74,12 +74,14 @@ class TB:
     def __init__(self, dut, layout: dict, hex_path: str | Path):
         self.dut, self.layout, self.hex_path = dut, layout, Path(hex_path)
 
-    async def setup(self):
+    async def setup(self, hdl_clock: bool = False):
+        """Start the clock (unless the wrapper runs its own: ``hdl_clock``) and reset."""
         from cocotb.clock import Clock
         from cocotb.triggers import ClockCycles
 
         d = self.dut
-        Clock(d.clk, CLOCK_NS, unit="ns").start()
+        if not hdl_clock:
+            Clock(d.clk, CLOCK_NS, unit="ns").start()
         d.rst.value = 1
         d.load.value = 0
         d.go.value = 0
@@ -111,6 +113,10 @@ class TB:
         d.tag.value = tag
         await self._pulse(d.go)
         await RisingEdge(d.finished)
+        if int(d.timeout.value):  # no done: logits and counters were never read out
+            return ImageResult(logits=[0] * L["classes"], class_index=-1,
+                               cycles=int(d.res_cycles.value), counters=[0] * L["slots"],
+                               timeout=True)
         logits = unpack(d.res_logits.value.to_unsigned(), L["classes"], L["logit_width"],
                         L["logit_signed"])
         counters = (unpack(d.res_counters.value.to_unsigned(), L["slots"],
@@ -140,7 +146,7 @@ if cocotb is not None:
         images = np.load(job["images"])
         lo, hi = job["range"]
         tb = TB(dut, job["layout"], job["hex"])
-        await tb.setup()
+        await tb.setup(job.get("hdl_clock", False))
         store = job["layout"]["store_images"]
         out = Path(job["results"])
         with out.open("a") as fh:
