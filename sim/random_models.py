@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = ("spikingformer-1-32", "spikingformer-2-64", "spikingformer-1-128-h2")
+CONFIGS = ("spikingformer-1-32", "spikingformer-2-64", "spikingformer-1-128-h2",
+           "spikformer-2-64")
 BUILD = REPO / "build" / "random"
 
 

@@ -380,6 +380,9 @@ def print_summary(s: dict, cmp: dict, header: str, out=None):
         p(f"  image {idx}: {len(items)} differences; {'; '.join(items[:4])}")
     for u in cmp["uncounted"][:10]:
         p(f"  uncounted: {u}")
+    if cmp.get("unmeasured"):
+        p(f"not compared        {len(cmp['unmeasured'])} golden counters no unit performs "
+          f"(MAC-equivalents of bit-serial convs: {cmp['unmeasured'][0][0]}.macs, ...)")
     p(f"cycles per image    {s['cycles_mean']:,.0f} (min {s['cycles_min']:,}, "
       f"max {s['cycles_max']:,})")
     p(f"SOPs per image      {s['sops_mean']:,.0f}")

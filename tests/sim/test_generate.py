@@ -78,11 +78,12 @@ def test_cli_errors(tmp_path):
 
 def test_plan_error_for_a_model_the_hardware_cannot_run(tmp_path):
     cm = CompiledModel.load(REPO / "models" / "default.sfm")
-    cm.config = {**cm.config, "arch": "spikformer"}
-    path = tmp_path / "spikformer.sfm"
+    pool = next(op for op in cm.program if op["op"] == "maxpool")
+    pool["kernel"] = 2
+    path = tmp_path / "pool2.sfm"
     cm.save(path)
     r = _generate("--model", str(path), "--out", str(tmp_path / "o"))
-    assert r.returncode != 0 and "PlanError" in r.stderr and "spikformer" in r.stderr
+    assert r.returncode != 0 and "PlanError" in r.stderr and "3x3 / stride 2" in r.stderr
 
 
 def test_plan_json_of_the_default_model_names_golden_layers():

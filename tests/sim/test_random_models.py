@@ -1,4 +1,5 @@
-"""Random-weight models at three configs other than the default: RTL = golden, bit for bit.
+"""Random-weight models at configs other than the default (one of them a Spikformer, whose
+integer stream runs as bit planes): RTL = golden, bit for bit.
 
 Compiles each config with random weights (model.compiler --random; needs torch), generates,
 builds (Verilator) and simulates 4 bundled test images. Several minutes: marked slow.

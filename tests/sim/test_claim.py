@@ -1,0 +1,54 @@
+"""sim.claim: the values entering each block's convs, and the comparison's arithmetic."""
+
+import numpy as np
+import pytest
+
+from sim.claim import block_inputs, markdown, verdict
+
+
+def _compiled(name, **overrides):
+    torch = pytest.importorskip("torch")
+    from model import build_model, get_config
+    from model.compiler import compile_model, randomize
+    torch.manual_seed(0)
+    return compile_model(randomize(build_model(get_config(name, img_size=8, T=2, **overrides)),
+                                   0))
+
+
+@pytest.mark.parametrize("name,top", [("spikingformer-2-16", 1), ("spikformer-2-16", 6)])
+def test_block_inputs_are_spikes_or_the_spike_sum_stream(name, top):
+    from model.golden import run
+
+    cm = _compiled(name)
+    img = np.random.default_rng(0).integers(0, 256, (2, 3, 8, 8), dtype=np.uint8)
+    vals = block_inputs(cm, run(cm, img, record=True).spikes)
+    assert list(vals) == ["block 0 attn", "block 0 mlp", "block 1 attn", "block 1 mlp"]
+    hi = max(int(v.max()) for v in vals.values())
+    # Spikingformer: binary; Spikformer: 0 .. 2 + 2 x blocks, and above 1 somewhere
+    assert 1 <= hi <= top and (hi > 1) == (top > 1)
+    assert all(v.min() >= 0 and v.size == 2 * 2 * 16 * 4 for v in vals.values())
+    if top > 1:  # the stream grows by at most one per add
+        assert [int(v.max()) <= b for v, b in zip(vals.values(), (2, 3, 4, 5))] == [True] * 4
+
+
+def _row(arch, pj, cycles, bit_acs=0.0, macs=0.0):
+    return {"arch": arch, "name": f"{arch}-2-64", "model": f"{arch}.sfm", "images": 32,
+            "sim": "verilator", "mismatched_images": 0, "accuracy_images": 0.5,
+            "accuracy_10k": None, "sops": 1e6, "bit_acs": bit_acs, "int_mac_equivalents": macs,
+            "macs_run": 1e5, "adds": 1e4, "cycles": cycles, "utilization": 0.9,
+            "paper_pj": pj, "paper_mac_pj": 2 * pj if macs else pj, "measured_pj": 3 * pj,
+            "measured_compute_pj": pj, "measured_sram_pj": 2 * pj,
+            "inputs": {"block 0 attn": [3, 1], "block 0 mlp": [3, 1]}}
+
+
+def test_verdict_states_the_savings_from_the_numbers():
+    sf = _row("spikformer", 100e3, 2e6, bit_acs=3e5, macs=2e5)
+    sg = _row("spikingformer", 40e3, 1e6)
+    lines = verdict(sf, sg)
+    assert "60.0 % less energy per image than Spikformer (40 against 100 nJ)" in lines[0]
+    assert "80.0 % less" in lines[1]  # 40 against 200: integer inputs as MACs
+    assert "50.0 % less" in lines[4]  # cycles
+    assert "1.50 ACs per MAC-equivalent" in lines[5]
+    assert "% more" in verdict(sg, sf)[0]
+    md = markdown([sg, sf])
+    assert md.count("| Spikingformer | Spikformer |") == 1 and "25.0 %" in md
