@@ -109,6 +109,10 @@ class Accelerator(wiring.Component):
         def rows(name):
             return len(mem[name])
 
+        def lanes(dst, values):
+            """P lane-by-lane assignments (lanes of different widths and signs)."""
+            return [dst[p].eq(values[p]) for p in range(P)]
+
         # -- memories -------------------------------------------------------------------------
         # Vivado and yosys: ram_style for memories with a write port, rom_style for the ROMs
         rom = {"weights", "biases", "thetas", "head_w", "head_b"}
@@ -427,33 +431,34 @@ class Accelerator(wiring.Component):
             "last": unsigned(1)})
         src = Signal(beat)
         src_valid, src_ready = Signal(), Signal()
+
+        def feed_lif(valid, mask, group, t, last, current):
+            """The LIF's source beat from one producer (under its instruction's m.If)."""
+            m.d.comb += [src_valid.eq(valid), src.mask.eq(mask), src.group.eq(group),
+                         src.t.eq(t), src.last.eq(last)] + lanes(src.current, current)
+
         # T repeats of the MAC engine's static current
         rep_t = Signal(range(max(2, T)))
         if mac is not None:
             with m.If(is_("mac")):
-                m.d.comb += [src_valid.eq(mac.o.valid), src.mask.eq(mac.o.payload.mask),
-                             src.group.eq(mac.o.payload.group), src.t.eq(rep_t),
-                             src.last.eq(mac.o.payload.last & (rep_t == T - 1)),
-                             mac.o.ready.eq(src_ready & (rep_t == T - 1))]
-                m.d.comb += [src.current[p].eq(mac.o.payload.current[p]) for p in range(P)]
+                mo = mac.o.payload
+                feed_lif(mac.o.valid, mo.mask, mo.group, rep_t, mo.last & (rep_t == T - 1),
+                         mo.current)
+                m.d.comb += mac.o.ready.eq(src_ready & (rep_t == T - 1))
                 with m.If(src_valid & src_ready):
                     m.d.sync += rep_t.eq(Mux(rep_t == T - 1, 0, rep_t + 1))
         with m.If(is_("ac_lif")):
-            m.d.comb += [src_valid.eq(ac.o.valid), src.mask.eq(ac.o.payload.mask),
-                         src.group.eq(ac.o.payload.group), src.t.eq(ac.o.payload.t),
-                         src.last.eq(ac.o.payload.last), ac.o.ready.eq(src_ready)]
-            m.d.comb += [src.current[p].eq(ac.o.payload.current[p]) for p in range(P)]
+            ao = ac.o.payload
+            feed_lif(ac.o.valid, ao.mask, ao.group, ao.t, ao.last, ao.current)
+            m.d.comb += ac.o.ready.eq(src_ready)
         if att is not None:
             with m.If(is_("attn")):
                 ap = att.out.payload
-                m.d.comb += [src_valid.eq(att.out.valid), src.mask.eq(ap.mask),
-                             src.group.eq(ap.channel >> lp), src.t.eq(ap.t),
-                             src.last.eq(ap.last), att.out.ready.eq(src_ready)]
-                m.d.comb += [src.current[p].eq(ap.y[p]) for p in range(P)]
+                feed_lif(att.out.valid, ap.mask, ap.channel >> lp, ap.t, ap.last, ap.y)
+                m.d.comb += att.out.ready.eq(src_ready)
         with m.If(is_("lif")):
-            m.d.comb += [src_valid.eq(rd_valid), src.mask.eq(d_mask), src.group.eq(rd_out_g),
-                         src.t.eq(rd_out_t), src.last.eq(rd_last), rd_ready.eq(src_ready)]
-            m.d.comb += [src.current[p].eq(st_rd.data[p]) for p in range(P)]
+            feed_lif(rd_valid, d_mask, rd_out_g, rd_out_t, rd_last, st_rd.data)
+            m.d.comb += rd_ready.eq(src_ready)
         # the threshold fetch stage
         li = lif.i.payload
         accept = src_valid & src_ready
@@ -466,7 +471,7 @@ class Accelerator(wiring.Component):
                          li.group.eq(src.group), li.t.eq(src.t), li.last.eq(src.last)]
         with m.Elif(lif.i.ready):
             m.d.sync += lif.i.valid.eq(0)
-        m.d.comb += [li.theta[p].eq(th_rd.data[p]) for p in range(P)]
+        m.d.comb += lanes(li.theta, th_rd.data)
 
         # -- the spike writer: LIF output bits into words of the output map --------------------
         lo = lif.o.payload
@@ -514,7 +519,7 @@ class Accelerator(wiring.Component):
         # -- stream store, residual add, head --------------------------------------------------
         with m.If(is_("ac_store")):
             m.d.comb += [ac.o.ready.eq(1), st_wr.en.eq(ac.o.valid)]
-            m.d.comb += [st_wr.data[p].eq(ac.o.payload.current[p]) for p in range(P)]
+            m.d.comb += lanes(st_wr.data, ac.o.payload.current)
         with m.If(is_("ac_add")):
             ai = adder.i.payload
             m.d.comb += [adder.i.valid.eq(ac.o.valid & rd_valid),
@@ -522,20 +527,19 @@ class Accelerator(wiring.Component):
                          rd_ready.eq(adder.i.ready & ac.o.valid),
                          ai.mask.eq(ac.o.payload.mask), ai.last.eq(ac.o.payload.last),
                          adder.o.ready.eq(1), st_wr.en.eq(adder.o.valid)]
-            m.d.comb += [ai.stream[p].eq(st_rd.data[p]) for p in range(P)]
-            m.d.comb += [ai.current[p].eq(ac.o.payload.current[p]) for p in range(P)]
-            m.d.comb += [st_wr.data[p].eq(adder.o.payload.sum[p]) for p in range(P)]
+            m.d.comb += (lanes(ai.stream, st_rd.data) + lanes(ai.current, ac.o.payload.current)
+                         + lanes(st_wr.data, adder.o.payload.sum))
         if prd is not None:
             hi, po = head.i.payload, prd.o.payload
             m.d.comb += [head.i.valid.eq(prd.o.valid), prd.o.ready.eq(head.i.ready),
                          hi.group.eq(po.group), hi.mask.eq(po.mask), hi.last.eq(po.last)]
-            m.d.comb += [hi.value[p].eq(po.value[p]) for p in range(P)]
+            m.d.comb += lanes(hi.value, po.value)
         else:
             with m.If(is_("head")):
                 hi = head.i.payload
                 m.d.comb += [head.i.valid.eq(rd_valid), rd_ready.eq(head.i.ready),
                              hi.group.eq(rd_out_g), hi.mask.eq(d_mask), hi.last.eq(rd_last)]
-                m.d.comb += [hi.value[p].eq(st_rd.data[p]) for p in range(P)]
+                m.d.comb += lanes(hi.value, st_rd.data)
 
         # logits
         logits = Array(Signal(signed(wd["logit"]), name=f"logit{k}")
