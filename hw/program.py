@@ -339,17 +339,19 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int = 16) -> Pl
             lif = lif_of(name)
             users = consumers[name]
             adds = [u for u in users if ops[u]["op"] == "add"]
+            # the engine's accumulates on bit planes are the golden bit-serial ACs
+            ac_names = {"sops": "bit_acs"} if op["input"] == "int" else None
             if lif is not None:
                 ins = new("ac_lif", name, [name, lif])
                 conv_fields(ins, op)
-                ins.count("ac", name, {"sops": "bit_acs"} if op["input"] == "int" else None)
+                ins.count("ac", name, ac_names)
                 lif_fields(ins, lif, op["bits"])
             elif stream is not None and users == adds and len(adds) == 1 \
                     and stream in ops[adds[0]]["inputs"]:
                 add = adds[0]
                 ins = new("ac_add", name, [name, add])
                 conv_fields(ins, op)
-                ins.count("ac", name)
+                ins.count("ac", name, ac_names)
                 ins.count("add", add)
                 widths["stream"] = max(widths["stream"], ops[add]["bits"])
                 done.add(add)
@@ -357,7 +359,7 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int = 16) -> Pl
             elif adds and stream is None:
                 ins = new("ac_store", name, [name])
                 conv_fields(ins, op)
-                ins.count("ac", name)
+                ins.count("ac", name, ac_names)
                 widths["stream"] = max(widths["stream"], op["bits"])
                 stream = name
             else:
