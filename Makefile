@@ -3,7 +3,8 @@
 #               (golden model) and write its energy report
 #   make test   set up, then run the test suite (slow tests: make test-slow)
 #   make sim    simulate the RTL on N test images and compare it with the golden model
-#               (SIM=verilator|icarus, N=32, FIRST=0, DATA=npz|folder, MODEL=..., SHARDS=2)
+#               (SIM=verilator|icarus, N=32, FIRST=0, DATA=npz|folder, MODEL=..., SHARDS=2,
+#               RESUME=1: keep the images a stopped run of the same build finished)
 PY ?= python3
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 MODEL ?= models/default.sfm
@@ -46,7 +47,8 @@ icarus:
 
 sim: sim-setup
 	$(PY) -m sim.run --model $(MODEL) --sim $(SIM) -n $(N) --first $(FIRST) \
-		--shards $(SHARDS) $(if $(DATA),--data $(DATA)) --report $(SIM_REPORT)
+		--shards $(SHARDS) $(if $(DATA),--data $(DATA)) $(if $(RESUME),--resume) \
+		--report $(SIM_REPORT)
 
 sim-report:
 	$(PY) -m sim.report --run build/$(basename $(notdir $(MODEL)))/run_$(SIM) --out $(SIM_REPORT)

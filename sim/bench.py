@@ -155,9 +155,12 @@ if cocotb is not None:
                 await tb.load(chunk)
                 for j in range(len(chunk)):
                     t0 = time.perf_counter()
-                    r = await tb.run_image(j, job["first"] + c0 + j)
-                    rec = {"index": job["first"] + c0 + j, "wall": time.perf_counter() - t0,
-                           **asdict(r)}
+                    # the image's index in the data set (a resumed run simulates a subset)
+                    idx = (job["index"][c0 + j] if job.get("index") is not None
+                           else job["first"] + c0 + j)
+                    r = await tb.run_image(j, idx)
+                    rec = {"index": idx, "wall": time.perf_counter() - t0, **asdict(r),
+                           "build": job.get("build_digest"), "data": job.get("data")}
                     fh.write(json.dumps(rec) + "\n")
                     fh.flush()
                     assert not r.timeout, f"image {rec['index']}: no done within MAXCYCLES"

@@ -122,9 +122,56 @@ class SimRun:
     wall: float  # seconds from the first shard's start to the last shard's end
     shards: int
     logs: list[Path] = field(default_factory=list)
+    kept: int = 0  # results kept from earlier runs (--resume): not timed by ``wall``
 
     def array(self, key: str) -> np.ndarray:
         return np.array([r[key] for r in self.results], dtype=np.int64)
+
+
+def _digest(build_dir) -> str | None:
+    stamp = Path(build_dir) / "build.sha256"
+    return stamp.read_text().strip() if stamp.exists() else None
+
+
+KEPT = "kept.jsonl"  # a run folder's results of earlier runs, for --resume
+
+
+def keep_results(run_dir: str | Path, digest: str | None, data: str,
+                 wanted: range) -> dict[int, dict]:
+    """Per-image results of earlier runs in ``run_dir`` that a resumed run can keep.
+
+    A result is kept when the same build (``digest``) made it from the same images (``data``,
+    index in ``wanted``) and it did not time out. Every earlier result (of any build) is
+    gathered into ``kept.jsonl`` before the new run clears the shard folders.
+    """
+    run_dir = Path(run_dir)
+    found: dict[int, dict] = {}
+    every: dict[tuple, dict] = {}
+    files = [run_dir / KEPT] + sorted(run_dir.glob("shard*/results.jsonl"))
+    for f in files:
+        if not f.exists():
+            continue
+        job_path = f.parent / "job.json"
+        job = json.loads(job_path.read_text()) if f.name != KEPT and job_path.exists() else {}
+        for line in f.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short when the run was stopped
+                continue
+            r = {**r, "build": r.get("build") or job.get("build_digest"),
+                 "data": r.get("data") or job.get("data")}
+            every[(r["build"], r["data"], r["index"])] = r
+            if (digest and r["build"] == digest and r["data"] == data and r["index"] in wanted
+                    and not r.get("timeout")):
+                found[r["index"]] = r
+    if every:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with (run_dir / KEPT).open("w") as fh:
+            for key in sorted(every, key=str):
+                fh.write(json.dumps(every[key]) + "\n")
+    return found
 
 
 def _ranges(n: int, shards: int) -> list[tuple[int, int]]:
@@ -143,12 +190,14 @@ def _count_lines(path: Path) -> int:
 
 def simulate(gen_dir: str | Path, build_dir: str | Path, sim: str, images: np.ndarray,
              run_dir: str | Path, *, first: int = 0, shards: int = 2, trace: bool = False,
-             maxcycles: int | None = None, progress: bool = False, while_running=None) -> SimRun:
+             maxcycles: int | None = None, progress: bool = False, while_running=None,
+             index: list[int] | None = None, data: str | None = None) -> SimRun:
     """Run images uint8 [N, C, H, W] in ``shards`` simulator processes on disjoint ranges.
 
-    Results carry ``index`` = first + position in ``images``. ``while_running()`` is called
-    once after the processes started (the golden model runs there, on the parent's core).
-    With ``trace``, each shard writes ``trace_<k>.txt`` in ``run_dir``.
+    Results carry ``index`` = first + position in ``images`` (or ``index[position]``), the
+    build's digest and ``data`` (the images' source), so that a later ``--resume`` can keep
+    them. ``while_running()`` is called once after the processes started (the golden model
+    runs there, on the parent's core). With ``trace``, each shard writes ``trace_<k>.txt``.
     """
     gen_dir, run_dir = Path(gen_dir).resolve(), Path(run_dir).resolve()
     manifest = json.loads((gen_dir / "manifest.json").read_text())
@@ -169,7 +218,8 @@ def simulate(gen_dir: str | Path, build_dir: str | Path, sim: str, images: np.nd
                "dir": str(d), "images": str(img_path), "range": [lo, hi], "first": first,
                "hex": str(d / "images.hex"), "results": str(d / "results.jsonl"),
                "layout": manifest["layout"], "maxcycles": maxcycles,
-               "hdl_clock": sim in HDL_CLOCK,
+               "hdl_clock": sim in HDL_CLOCK, "index": index, "data": data,
+               "build_digest": _digest(build_dir),
                "trace": str(run_dir / f"trace_{k}.txt") if trace else None}
         (d / "job.json").write_text(json.dumps(job, indent=1))
         log = d / "sim.log"
@@ -363,7 +413,8 @@ def summarize(plan: dict, run: SimRun, golden, labels: np.ndarray, cmp: dict) ->
         "cycles_max": int(cycles.max()),
         "sops_mean": float(sops.mean()),
         "utilization": float(np.mean(sops / (lanes * cycles))),
-        "images_per_s": n / run.wall, "wall_s": run.wall,
+        "images_per_s": (n - run.kept) / run.wall if run.wall else 0.0, "wall_s": run.wall,
+        "kept_images": run.kept,
         "sim_s_per_image": float(wall_img.mean()),
         "sim_cycles_per_s": float(cycles.sum() / wall_img.sum()),
     }
@@ -388,7 +439,8 @@ def print_summary(s: dict, cmp: dict, header: str, out=None):
     p(f"SOPs per image      {s['sops_mean']:,.0f}")
     p(f"SOPs/(P x cycles)   {s['utilization']:.3f}")
     p(f"simulated images/s  {s['images_per_s']:.2f} ({s['shards']} processes, "
-      f"{s['wall_s']:.1f} s wall)")
+      f"{s['wall_s']:.1f} s wall)"
+      + (f"; {s['kept_images']} images kept from earlier runs" if s.get("kept_images") else ""))
     p(f"sim s per image     {s['sim_s_per_image']:.2f} s in one process "
       f"({s['sim_cycles_per_s'] / 1e6:.2f} M cycles/s)")
 
@@ -411,6 +463,10 @@ def main(argv=None) -> int:
     p.add_argument("--report", default=None, help="write the cycle and energy report here")
     p.add_argument("--debug", type=int, default=1, help="mismatching images to trace (default 1)")
     p.add_argument("--maxcycles", type=int, default=None, help="timeout per image in cycles")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the per-image results an earlier run of the same build left in "
+                        "the run folder (also a stopped one) and simulate only the others; "
+                        "the generated design is reused, not regenerated")
     args = p.parse_args(argv)
     if args.n < 1 or args.first < 0 or args.shards < 1:
         raise ValueError("-n and --shards must be positive, --first non-negative")
@@ -420,9 +476,16 @@ def main(argv=None) -> int:
     gen_dir = Path(args.out) if args.out else default_out(args.model)
     cm = CompiledModel.load(args.model)
     t0 = time.perf_counter()
-    generate(args.model, gen_dir, lanes=args.lanes)
+    if args.resume and (gen_dir / "manifest.json").exists():
+        made_for = json.loads((gen_dir / "manifest.json").read_text()).get("model_sha256")
+        if made_for != hashlib.sha256(cm.to_bytes()).hexdigest():
+            raise ValueError(f"{gen_dir} was generated for another model; run without "
+                             f"--resume (or with another --out)")
+        print(f"resuming: the design generated in {gen_dir} as it is", file=sys.stderr)
+    else:
+        generate(args.model, gen_dir, lanes=args.lanes)
+        print(f"generated {gen_dir} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     plan = json.loads((gen_dir / "plan.json").read_text())
-    print(f"generated {gen_dir} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     t0 = time.perf_counter()
     bdir = build(gen_dir, args.sim, quiet=True)
     print(f"{args.sim} build ready in {time.perf_counter() - t0:.1f} s ({bdir})", file=sys.stderr)
@@ -434,9 +497,23 @@ def main(argv=None) -> int:
 
     run_dir = gen_dir / f"run_{args.sim}"
     maxcycles = args.maxcycles or default_maxcycles(cm, images[0], plan["lanes"])
-    run = simulate(gen_dir, bdir, args.sim, images, run_dir, first=args.first,
-                   shards=args.shards, maxcycles=maxcycles, progress=args.n >= 8,
-                   while_running=run_golden)
+    wanted = range(args.first, args.first + args.n)
+    kept = keep_results(run_dir, _digest(bdir), shown(src), wanted) if args.resume else {}
+    todo = [i for i in wanted if i not in kept]
+    if kept:
+        print(f"resuming: {len(kept)} images kept from earlier runs of this build, "
+              f"{len(todo)} to simulate", file=sys.stderr)
+    if todo:
+        run = simulate(gen_dir, bdir, args.sim, images[[i - args.first for i in todo]],
+                       run_dir, first=args.first, shards=args.shards, maxcycles=maxcycles,
+                       progress=len(todo) >= 8, while_running=run_golden, index=todo,
+                       data=shown(src))
+    else:
+        run_golden()
+        run = SimRun(results=[], wall=0.0, shards=0)
+    if kept:
+        run.results = sorted(run.results + list(kept.values()), key=lambda r: r["index"])
+        run.kept = len(kept)
     g = golden["r"]
     cmp = compare(plan, g, run)
     s = summarize(plan, run, g, labels, cmp)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hw.generate import write_build
-from sim.run import build, simulate
+from sim.run import build, keep_results, simulate
 from sim.standin import LAYER, StandIn
 from sim.trace import first_difference, parse_trace, rebuild_maps
 
@@ -31,6 +31,42 @@ def _standin_run(tmp_path, sim):
     run = simulate(tmp_path / "gen", bdir, sim, images, tmp_path / "run", first=20, shards=2,
                    trace=True)
     return top, plan, images, run
+
+
+def test_a_stopped_run_resumes_with_the_images_it_lacks(tmp_path):
+    """Results of the same build and data are kept; the others are simulated with their own
+    indices; another build's, another data set's, a timed-out and a cut-off line are not."""
+    top = StandIn()
+    write_build(top, top.plan(), tmp_path / "gen", store_images=2)
+    bdir = build(tmp_path / "gen", "verilator")
+    digest = (bdir / "build.sha256").read_text().strip()
+    images = np.random.default_rng(3).integers(0, 256, (6, 3, 8, 8), dtype=np.uint8)
+    run_dir = tmp_path / "run"
+    first = simulate(tmp_path / "gen", bdir, "verilator", images[:3], run_dir, first=10,
+                     shards=2, data="set A")
+    assert [r["build"] for r in first.results] == [digest] * 3
+    res = run_dir / "shard1" / "results.jsonl"
+    lines = res.read_text().splitlines()
+    other = [json.loads(line) for line in lines]
+    other[0].update(index=13, build="another build")
+    other[-1].update(index=14, data="set B")
+    timed_out = dict(other[0], index=15, build=digest, timeout=True)
+    res.write_text("\n".join(lines + [json.dumps(r) for r in other + [timed_out]])
+                   + '\n{"index": 15, "wa')
+    kept = keep_results(run_dir, digest, "set A", range(10, 16))
+    assert sorted(kept) == [10, 11, 12]
+    todo = [i for i in range(10, 16) if i not in kept]
+    second = simulate(tmp_path / "gen", bdir, "verilator", images[[i - 10 for i in todo]],
+                      run_dir, first=10, shards=2, index=todo, data="set A")
+    assert [r["index"] for r in second.results] == [13, 14, 15]
+    ref = top.reference(images)
+    both = sorted(second.results + list(kept.values()), key=lambda r: r["index"])
+    np.testing.assert_array_equal([r["logits"] for r in both], ref["logits"])
+    # the kept results survived the second run's fresh shard folders
+    assert sorted(keep_results(run_dir, digest, "set A", range(10, 16))) == list(range(10, 16))
+    assert keep_results(run_dir, "another build", "set A", range(10, 16)) == {}
+    # ... and a look for another build loses nothing
+    assert sorted(keep_results(run_dir, digest, "set A", range(10, 16))) == list(range(10, 16))
 
 
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
