@@ -462,7 +462,7 @@ def print_summary(s: dict, cmp: dict, header: str, out=None):
       f"{s['wall_s']:.1f} s wall)"
       + (f"; {s['kept_images']} images kept from earlier runs" if s.get("kept_images") else ""))
     p(f"sim s per image     {s['sim_s_per_image']:.2f} s in one process "
-      f"({s['sim_cycles_per_s'] / 1e6:.2f} M cycles/s)")
+      f"({s['sim_cycles_per_s']:,.0f} cycles/s)")
 
 
 def main(argv=None) -> int:
