@@ -31,6 +31,20 @@ def _check_pow2(what: str, value: int) -> int:
     return value
 
 
+def _next_group(m, rw, w_last, grp, cur, rp, p_last):
+    """After a group's last plane: the next channel word of the position, or the next
+    position (``cur`` then points at the position's last word, so the next starts at +1);
+    after the map's last group the FSM goes to "Drain"."""
+    with m.If(~w_last):
+        m.d.sync += [rw.eq(rw + 1), grp.eq(grp + 1), cur.eq(grp + 1)]
+    with m.Else():
+        m.d.sync += [rw.eq(0), grp.eq(cur + 1), cur.eq(cur + 1)]
+        with m.If(~p_last):
+            m.d.sync += rp.eq(rp + 1)
+        with m.Else():
+            m.next = "Drain"
+
+
 class PlaneAdder(wiring.Component):
     """out = a + s on bit-plane maps: ``a`` has B_a planes, ``s`` is a spike map (one plane).
 
@@ -163,16 +177,8 @@ class PlaneAdder(wiring.Component):
                         m.d.sync += a_cur.eq(a_cur + words)
                 with m.Else():
                     m.d.sync += [rk.eq(0), s_ptr.eq(s_ptr + 1)]
-                    with m.If(~w_last):
-                        m.d.sync += [rw.eq(rw + 1), a_grp.eq(a_grp + 1), a_cur.eq(a_grp + 1)]
-                    with m.Else():
-                        # a_cur = a_pos + (B_a - 1) * cw + cw - 1: the next position's a_pos
-                        # is a_cur + 1 (for B_a = 0, a is never read).
-                        m.d.sync += [rw.eq(0), a_grp.eq(a_cur + 1), a_cur.eq(a_cur + 1)]
-                        with m.If(~p_last):
-                            m.d.sync += rp.eq(rp + 1)
-                        with m.Else():
-                            m.next = "Drain"
+                    # (for B_a = 0, a is never read)
+                    _next_group(m, rw, w_last, a_grp, a_cur, rp, p_last)
             with m.State("Drain"):
                 with m.If(~b_valid & ~pending & ~self.wr_en):
                     m.d.comb += self.done.eq(1)
@@ -366,15 +372,7 @@ class PlaneReader(wiring.Component):
                         m.d.sync += [rb.eq(rb + 1), cur.eq(cur + words)]
                     with m.Else():
                         m.d.sync += [rb.eq(0), ws.eq(~ws)]
-                        with m.If(~w_last):
-                            m.d.sync += [rw.eq(rw + 1), grp.eq(grp + 1), cur.eq(grp + 1)]
-                        with m.Else():
-                            # cur = pos + (B - 1) * cw + cw - 1: the next position starts at +1.
-                            m.d.sync += [rw.eq(0), grp.eq(cur + 1), cur.eq(cur + 1)]
-                            with m.If(~p_last):
-                                m.d.sync += rp.eq(rp + 1)
-                            with m.Else():
-                                m.next = "Drain"
+                        _next_group(m, rw, w_last, grp, cur, rp, p_last)
             with m.State("Drain"):
                 with m.If(~d_valid & ~valid[0] & ~valid[1]):
                     m.d.comb += self.done.eq(1)
