@@ -1,4 +1,5 @@
-"""The bundled model: its manifest is true, and the trained network compiles bit-exactly."""
+"""The bundled models (the shipped Spikingformer and the Spikformer it is compared with): each
+manifest is true, and each trained network compiles bit-exactly."""
 
 import hashlib
 import json
@@ -12,24 +13,29 @@ from model.data import BUNDLED_TEST, REPO, load_split
 from model.golden import run, run_batched
 from model.modelfile import CompiledModel
 
-MODEL = REPO / "models" / "default.sfm"
-MANIFEST = REPO / "models" / "default.json"
-
-pytestmark = pytest.mark.skipif(not MODEL.exists(), reason="no bundled model yet")
 
 
-@pytest.fixture(scope="module")
-def manifest():
-    return json.loads(MANIFEST.read_text())
+@pytest.fixture(scope="module", params=["default", "spikformer"])
+def name(request):
+    if not (REPO / "models" / f"{request.param}.sfm").exists():
+        pytest.skip(f"models/{request.param}.sfm is not bundled")
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def cm():
-    return CompiledModel.load(MODEL)
+def manifest(name):
+    return json.loads((REPO / "models" / f"{name}.json").read_text())
 
 
-def test_manifest_names_this_file(manifest):
-    assert hashlib.sha256(MODEL.read_bytes()).hexdigest() == manifest["sha256"]
+@pytest.fixture(scope="module")
+def cm(name):
+    return CompiledModel.load(REPO / "models" / f"{name}.sfm")
+
+
+def test_manifest_names_this_file(name, manifest):
+    data = (REPO / "models" / f"{name}.sfm").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == manifest["sha256"]
+    assert manifest["name"] == name
 
 
 def test_bundled_accuracy_is_what_the_manifest_says(manifest, cm):

@@ -109,6 +109,22 @@ def test_default_model_small_make_sim(tmp_path, capsys):
     assert "SOPs/(P x cycles)" in md and "papers' formula" in md
 
 
+def test_bundled_spikformer_runs_bit_exact(tmp_path, capsys):
+    """The trained Spikformer (bit-plane stream, bit-serial convs) on Verilator, 1 image."""
+    from sim.run import REPO, main
+
+    model = REPO / "models" / "spikformer.sfm"
+    if not model.exists():
+        pytest.skip("models/spikformer.sfm is not bundled")
+    rc = main(["--model", str(model), "-n", "1", "--first", "3", "--shards", "1",
+               "--out", str(tmp_path / "sf")])
+    out = capsys.readouterr().out
+    assert "mismatches          0 images" in out, out
+    assert rc == 0
+    res = np.load(tmp_path / "sf" / "run_verilator" / "results.npz")
+    assert res["cycles"][0] > 0
+
+
 def test_default_model_trace_rebuilds_every_golden_map(tmp_path):
     """The real accelerator's write trace, decoded with the plan, equals every golden map."""
     from hw.generate import default_out, generate
