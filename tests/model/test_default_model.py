@@ -14,7 +14,6 @@ from model.golden import run, run_batched
 from model.modelfile import CompiledModel
 
 
-
 @pytest.fixture(scope="module", params=["default", "spikformer"])
 def name(request):
     if not (REPO / "models" / f"{request.param}.sfm").exists():

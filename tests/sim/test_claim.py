@@ -54,7 +54,7 @@ def test_verdict_states_the_savings_from_the_numbers():
     assert lines[-1].startswith("- So: the papers' saving needs the integer inputs charged as "
                                 "MACs (80.0 % less here)")
     assert "1.50 ACs per MAC-equivalent, not a MAC" in lines[-1]
-    assert "saves 60.0 % of the energy and 50.0 % of the cycles" in lines[-1]
+    assert "needs 60.0 % less energy, and 50.0 % less cycles" in lines[-1]
     assert not any("Accuracy on the 10,000" in x for x in lines)  # not known for these rows
     sf["accuracy_10k"], sg["accuracy_10k"] = 0.7, 0.725
     assert "(+2.50 points for Spikingformer)" in verdict(sf, sg)[-2]
