@@ -64,11 +64,6 @@ def _accuracy_10k(model: Path) -> float | None:
     return None
 
 
-def _rel(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
 def arch_row(run_dir: Path) -> dict:
     """Figures of one simulated model, per image."""
     from model.energy import energy_report
@@ -76,7 +71,7 @@ def arch_row(run_dir: Path) -> dict:
     from model.modelfile import CompiledModel
 
     from .report import rtl_result
-    from .run import load_images
+    from .run import load_images, shown
 
     summary = json.loads((run_dir / "summary.json").read_text())
     res = np.load(run_dir / "results.npz")
@@ -95,7 +90,7 @@ def arch_row(run_dir: Path) -> dict:
     cycles = res["cycles"].astype(np.float64)
     return {
         "arch": cfg["arch"], "name": f"{cfg['arch']}-{cfg['depth']}-{cfg['dim']}",
-        "run": _rel(run_dir),
+        "run": shown(run_dir),
         "model": summary["model"], "images": int(summary["images"]), "sim": summary["sim"],
         "mismatched_images": int(summary["mismatched_images"]),
         "accuracy_images": float(np.mean(golden.classes == labels)),
