@@ -1,6 +1,6 @@
 """Spikformer against Spikingformer on the same engine: the seed paper's claim, measured.
 
-    python -m sim.run --model models/default.sfm -n 32 --out build/claim/spikingformer
+    python -m sim.run --model models/spikingformer.sfm -n 32 --out build/claim/spikingformer
     python -m sim.run --model models/spikformer.sfm -n 32 --out build/claim/spikformer
     python -m sim.claim --runs build/claim/spikingformer/run_verilator \\
         build/claim/spikformer/run_verilator --out docs/claim
@@ -68,16 +68,14 @@ def arch_row(run_dir: Path) -> dict:
     """Figures of one simulated model, per image."""
     from model.energy import energy_report
     from model.golden import run as golden_run
-    from model.modelfile import CompiledModel
 
     from .report import rtl_result
-    from .run import load_images, shown
+    from .run import load_images, run_model, shown
 
-    summary = json.loads((run_dir / "summary.json").read_text())
+    cm, summary = run_model(run_dir)
     res = np.load(run_dir / "results.npz")
     plan = json.loads((run_dir.parent / "plan.json").read_text())
     model = REPO / summary["model"]
-    cm = CompiledModel.load(model)
     images, labels, _ = load_images(str(REPO / summary["data"]), summary["images"],
                                     summary["first"])
     golden = golden_run(cm, images, record=True)

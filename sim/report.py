@@ -212,9 +212,8 @@ def write_report(cm, plan: dict, counters, cycles, golden, out, meta: dict | Non
 
 def main(argv=None) -> dict:
     from model.golden import run_batched
-    from model.modelfile import CompiledModel
 
-    from .run import load_images
+    from .run import load_images, run_model
 
     p = argparse.ArgumentParser(prog="python -m sim.report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -225,9 +224,8 @@ def main(argv=None) -> dict:
     run = Path(args.run)
     if not (run / "results.npz").exists():
         raise FileNotFoundError(f"No results.npz in {run}: run `python -m sim.run` first")
-    summary = json.loads((run / "summary.json").read_text())
+    cm, summary = run_model(run)
     res = np.load(run / "results.npz")
-    cm = CompiledModel.load(REPO / summary["model"])
     plan = json.loads((run.parent / "plan.json").read_text())
     images, _, _ = load_images(str(REPO / summary["data"]), summary["images"],
                                summary["first"])

@@ -395,6 +395,26 @@ def shown(path) -> str:
         return str(path)
 
 
+def run_model(run_dir: str | Path):
+    """The compiled model a finished run folder was simulated with (its ``summary.json`` names
+    the file), checked against the sha256 the generated design was made for: a model file
+    replaced since the run would pair its golden model with another network's RTL counters."""
+    from model.modelfile import CompiledModel
+
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    path = REPO / summary["model"]
+    cm = CompiledModel.load(path)
+    manifest = run_dir.parent / "manifest.json"
+    made_for = (json.loads(manifest.read_text()).get("model_sha256")
+                if manifest.exists() else None)
+    have = hashlib.sha256(cm.to_bytes()).hexdigest()
+    if made_for != have:
+        raise ValueError(f"{shown(path)} (sha256 {have[:12]}) is not the model {shown(run_dir)} "
+                         f"was simulated with (sha256 {str(made_for)[:12]}): run sim.run again")
+    return cm, summary
+
+
 def load_images(data: str | None, n: int, first: int = 0):
     """Test images and labels: the bundled 256 by default, else anything model.data loads."""
     from model.data import BUNDLED_TEST, DEFAULT_DATA, load_split

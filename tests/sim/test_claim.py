@@ -60,3 +60,26 @@ def test_verdict_states_the_savings_from_the_numbers():
     assert "(+2.50 points for Spikingformer)" in verdict(sf, sg)[-2]
     md = markdown([sg, sf])
     assert md.count("| Spikingformer | Spikformer |") == 1 and "25.0 %" in md
+
+
+def test_a_run_refuses_a_model_file_replaced_since(tmp_path):
+    """sim.claim and sim.report read the model a run names; if that file changed after the
+    run, its golden model would meet another network's RTL counters."""
+    import hashlib
+    import json
+
+    from sim.run import run_model
+
+    model = tmp_path / "m.sfm"
+    model.write_bytes(_compiled("spikingformer-1-16").to_bytes())
+    run_dir = tmp_path / "gen" / "run_verilator"
+    run_dir.mkdir(parents=True)
+    (run_dir / "summary.json").write_text(json.dumps({"model": str(model), "images": 1}))
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    (tmp_path / "gen" / "manifest.json").write_text(json.dumps({"model_sha256": sha}))
+    cm, summary = run_model(run_dir)
+    assert summary["images"] == 1 and cm.config["depth"] == 1
+
+    model.write_bytes(_compiled("spikingformer-1-16", heads=2).to_bytes())
+    with pytest.raises(ValueError, match="is not the model .* was simulated with"):
+        run_model(run_dir)
