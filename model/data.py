@@ -25,6 +25,12 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
            "truck")
 
 
+def shown(path: str | Path) -> str:
+    """A path as reports print it: relative to the repository when inside it."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(path)
+
+
 def _check(images: np.ndarray, labels: np.ndarray, source) -> tuple[np.ndarray, np.ndarray]:
     if images.ndim != 4 or images.shape[1:] not in ((32, 32, 3), (3, 32, 32)):
         raise ValueError(f"{source}: images must be [N, 32, 32, 3] or [N, 3, 32, 32], "

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import BUNDLED_TEST, REPO, load_split
+from .data import BUNDLED_TEST, REPO, load_split, shown
 from .golden import COUNTERS, Result, run_batched
 from .modelfile import CompiledModel, ModelFileError
 
@@ -361,7 +361,7 @@ def default_out_dir(model: str | Path) -> Path:
 def load_images(data: str | None) -> tuple[np.ndarray, str]:
     """Test images from anything ``load_split`` accepts; a clear error for anything else."""
     src = data or (str(BUNDLED_TEST) if BUNDLED_TEST.exists() else None)
-    label = src or "../shared/data/cifar10 (test split)"
+    label = shown(src) if src else "../shared/data/cifar10 (test split)"
     try:
         images, _ = load_split(src, "test")
     except FileNotFoundError:
@@ -394,10 +394,10 @@ def main(argv=None) -> dict:
     images = images[:args.n]
     result = run_batched(cm, images, args.batch, progress=True)
     rep = energy_report(cm, result)
-    rep["model"], rep["data"] = str(args.model), label
+    rep["model"], rep["data"] = shown(args.model), label
     out = Path(args.out) if args.out else default_out_dir(args.model)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "energy.md").write_text(markdown(rep, str(args.model), label))
+    (out / "energy.md").write_text(markdown(rep, shown(args.model), label))
     (out / "energy.json").write_text(json.dumps(rep, indent=1) + "\n")
     plot(rep, out / "energy.png")
     print(layer_table(rep))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .compiler import compile_model
-from .data import BUNDLED_TEST, REPO, load_split
+from .data import BUNDLED_TEST, REPO, load_split, shown
 from .golden import run_batched
 from .modelfile import CompiledModel
 from .train import model_from_checkpoint
@@ -34,11 +34,6 @@ def float_accuracy(model, images, labels, batch=256) -> float:
         out = model(torch.from_numpy(images[i:i + batch]).float(), mode="float")
         correct += int((out.argmax(1).numpy() == labels[i:i + batch]).sum())
     return correct / len(images)
-
-
-def _rel(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def _command(a: dict) -> str:
@@ -76,7 +71,7 @@ def main(argv=None):
     cm = CompiledModel.load(out / f"{args.name}.sfm")
     manifest = {
         "name": args.name, "config": cm.config, "sha256": digest,
-        "checkpoint": _rel(weights), "trained_from": _rel(Path(args.checkpoint)),
+        "checkpoint": shown(weights), "trained_from": shown(Path(args.checkpoint)),
         "epoch": ck.get("epoch"),
         "training": {k: ck["args"].get(k) for k in ("config", "epochs", "lr", "wd",
                                                       "batch_size", "seed", "qat", "init",

@@ -388,11 +388,9 @@ def debug_image(cm, plan: dict, gen_dir, build_dir, sim: str, image: np.ndarray,
 # -- CLI ------------------------------------------------------------------------------------------
 def shown(path) -> str:
     """A path as a person reads it: relative to the repository when inside it."""
-    p = Path(path).resolve()
-    try:
-        return str(p.relative_to(REPO))
-    except ValueError:
-        return str(path)
+    from model.data import shown as repo_relative
+
+    return repo_relative(path)
 
 
 def run_model(run_dir: str | Path):
