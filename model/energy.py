@@ -394,7 +394,7 @@ def main(argv=None) -> dict:
     images = images[:args.n]
     result = run_batched(cm, images, args.batch, progress=True)
     rep = energy_report(cm, result)
-    rep["model"], rep["data"] = shown(args.model), label
+    rep["model"], rep["model_sha256"], rep["data"] = shown(args.model), cm.checksum, label
     out = Path(args.out) if args.out else default_out_dir(args.model)
     out.mkdir(parents=True, exist_ok=True)
     (out / "energy.md").write_text(markdown(rep, shown(args.model), label))

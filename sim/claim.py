@@ -89,7 +89,8 @@ def arch_row(run_dir: Path) -> dict:
     return {
         "arch": cfg["arch"], "name": f"{cfg['arch']}-{cfg['depth']}-{cfg['dim']}",
         "run": shown(run_dir),
-        "model": summary["model"], "images": int(summary["images"]), "sim": summary["sim"],
+        "model": summary["model"], "model_sha256": cm.checksum,
+        "images": int(summary["images"]), "sim": summary["sim"],
         "mismatched_images": int(summary["mismatched_images"]),
         "accuracy_images": float(np.mean(golden.classes == labels)),
         "accuracy_10k": _accuracy_10k(model),

@@ -231,7 +231,8 @@ def main(argv=None) -> dict:
                                summary["first"])
     golden = run_batched(cm, images, 64)
     out = Path(args.out) if args.out else REPO / "docs" / "sim" / Path(summary["model"]).stem
-    rep = write_report(cm, plan, res["counters"], res["cycles"], golden, out, summary)
+    rep = write_report(cm, plan, res["counters"], res["cycles"], golden, out,
+                       {**summary, "model_sha256": cm.checksum})
     print(f"wrote {out}/sim.md, sim.json, sim.png", file=sys.stderr)
     return rep
 

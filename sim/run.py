@@ -566,7 +566,8 @@ def main(argv=None) -> int:
              classes=run.array("class_index"), cycles=run.array("cycles"),
              counters=np.array([r["counters"] for r in run.results], dtype=np.int64))
     (run_dir / "summary.json").write_text(json.dumps(
-        {"model": shown(args.model), "data": src, "first": args.first, "sim": args.sim, **s,
+        {"model": shown(args.model), "model_sha256": cm.checksum, "data": src,
+         "first": args.first, "sim": args.sim, **s,
          "mismatches": {str(k): v for k, v in cmp["mismatched_images"].items()},
          "uncounted": cmp["uncounted"]}, indent=1))
     for idx in sorted(cmp["mismatched_images"])[:args.debug]:
@@ -578,7 +579,8 @@ def main(argv=None) -> int:
         from .report import write_report
         counters = np.array([r["counters"] for r in run.results], dtype=np.int64)
         write_report(cm, plan, counters, run.array("cycles"), g, args.report,
-                     {"model": shown(args.model), "data": src, "sim": args.sim, **s})
+                     {"model": shown(args.model), "model_sha256": cm.checksum, "data": src,
+                      "sim": args.sim, **s})
         print(f"wrote {args.report}/sim.md, sim.json, sim.png", file=sys.stderr)
     print(f"total wall          {time.perf_counter() - t_start:.1f} s", file=sys.stderr)
     return 1 if (cmp["mismatched_images"] or cmp["uncounted"]) else 0
