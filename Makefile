@@ -9,7 +9,8 @@ PY ?= python3
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 MODEL ?= models/default.sfm
 
-.PHONY: setup run test test-slow bench sim sim-setup sim-report sim-random board host-sim icarus
+.PHONY: setup run test test-slow bench sim sim-setup sim-report sim-random board host-sim icarus \
+	reports
 
 setup:
 	$(PIP) torch==2.13.0
@@ -68,3 +69,14 @@ board: setup
 
 host-sim: sim-setup
 	$(PY) -m sim.host.run --tiny -n 4
+
+# -- after a new default model is released (models/README.md): every report made from it --------
+#   make reports    energy (docs/energy/), 100 images on the RTL (docs/sim/), both board builds
+#                   (bitstreams/); tests/docs checks that each names the bundled file's sha256
+reports: setup
+	$(PIP) -e ".[hw,board]"
+	$(PY) -m model.energy --model $(MODEL)
+	$(PY) -m sim.run --model $(MODEL) -n 100 --shards $(SHARDS) --report $(SIM_REPORT)
+	$(PY) -m hw.build --board arty_a7_35 --model $(MODEL)
+	$(PY) -m hw.build --board ulx3s_85f --model $(MODEL)
+	$(PY) -m model.budget --model $(MODEL)

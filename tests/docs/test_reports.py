@@ -54,3 +54,15 @@ def test_docs_quote_the_default_models_accuracy(doc):
     acc = f"{100 * m['cifar10_test']['accuracy_int']:.2f} %"
     assert m["cifar10_test"]["images"] == 10000
     assert acc in (REPO / doc).read_text(), f"{doc} does not quote the default's {acc}"
+
+
+def test_memory_budget_doc_is_what_model_budget_prints():
+    from model.budget import buffers, check, table
+    from model.modelfile import CompiledModel
+
+    cm = CompiledModel.load(REPO / "models" / "default.sfm")
+    _, total, allowed = check(cm, "arty_a7_35")
+    text = (REPO / "docs" / "memory_budget.md").read_text()
+    doc = text.split("<!-- budget:default -->\n")[1].split("\n<!-- /budget:default -->")[0]
+    assert doc == (table(buffers(cm), "arty_a7_35")
+                   + f"\nfits arty_a7_35: {total:g} of {allowed} allowed BRAM36")
