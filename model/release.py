@@ -67,7 +67,8 @@ def main(argv=None):
     digest = cm.save(out / f"{args.name}.sfm")
     # The weights it came from, without optimizer state, so the compile can be checked later.
     weights = out / f"{args.name}.pt"
-    torch.save({k: ck[k] for k in ("model", "config", "epoch", "args") if k in ck}, weights)
+    torch.save({k: ck[k] for k in ("model", "config", "epoch", "args", "init_from") if k in ck},
+               weights)
     cm = CompiledModel.load(out / f"{args.name}.sfm")
     manifest = {
         "name": args.name, "config": cm.config, "sha256": digest,
@@ -78,6 +79,7 @@ def main(argv=None):
                                                       "weight_bits", "label_smoothing",
                                                       "warmup")},
         "training_command": _command(ck["args"]),
+        "init_from": ck.get("init_from"),
         "weights": int(sum(a.size for k, a in cm.tensors.items() if k.endswith(".weight"))),
     }
     sets = [("bundled_256", BUNDLED_TEST)]

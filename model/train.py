@@ -13,6 +13,7 @@ accuracy improves, and one JSON line per epoch goes to ``log.jsonl``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -173,8 +174,14 @@ def main(argv=None):
 
     torch.manual_seed(args.seed)
     model = build_model(cfg).to(dev.device, memory_format=torch.channels_last)
+    init_from = state.get("init_from") if state else None
     if args.init and not state:
-        model.load_state_dict(load_checkpoint(args.init)["model"])
+        init = load_checkpoint(args.init)
+        model.load_state_dict(init["model"])
+        # Which weights these were: the file at --init may later hold another epoch.
+        init_from = {"path": str(args.init), "epoch": init.get("epoch"),
+                     "test_acc": init.get("test_acc"),
+                     "sha256": hashlib.sha256(Path(args.init).read_bytes()).hexdigest()}
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
     start_epoch, best = 0, -1.0
     if state:
@@ -258,6 +265,8 @@ def main(argv=None):
             ck = {"model": model.state_dict(), "optimizer": opt.state_dict(),
                   "config": cfg.to_dict(), "epoch": epoch + 1, "args": vars(args),
                   "best": max(best, acc), "test_acc": acc}
+            if init_from:
+                ck["init_from"] = init_from
             if acc > best:
                 best = acc
                 save_atomic(ck, out / "best.pt")

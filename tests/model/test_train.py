@@ -155,6 +155,11 @@ def test_qat_from_init_trains_in_integer_mode(data, tmp_path, monkeypatch):
     assert rec["eval_mode"] == "int" and np.isfinite(rec["train_loss"])
     ck = train.load_checkpoint(out / "last.pt")
     assert ck["args"]["qat"] and ck["config"] == init.cfg.to_dict()
+    # the init's identity travels with the run: the path may later hold other weights
+    import hashlib
+    assert ck["init_from"] == {
+        "path": str(tmp_path / "init.pt"), "epoch": None, "test_acc": None,
+        "sha256": hashlib.sha256((tmp_path / "init.pt").read_bytes()).hexdigest()}
     before = init.state_dict()
     changed = [k for k in before if not torch.equal(before[k], ck["model"][k])]
     assert "block.0.attn.q_conv.weight" in changed
