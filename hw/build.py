@@ -258,6 +258,24 @@ _FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS
 _UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", re.M)
 
 
+_SYNTH = re.compile(r"^[ \t]*synth_ecp5\b(?P<opts>[^\n]*)$", re.M)
+
+
+def _abc9_failed(log: Path) -> bool:
+    if not log.exists():
+        return False
+    text = log.read_text(errors="replace")
+    return "ABC9" in text and "ERROR: Assert" in text.rsplit("Executing ABC9", 1)[-1]
+
+
+def _classic_abc(m: re.Match) -> str:
+    """synth_ecp5 up to its LUT mapping, the classic ABC for it, then the rest."""
+    opts = m.group("opts").strip()
+    return "\n".join([f"synth_ecp5 {opts} -run begin:map_luts",
+                      "techmap -map +/lattice/latches_map.v", "abc -lut 4", "clean",
+                      f"synth_ecp5 {opts} -run map_cells:"])
+
+
 def ecp5_flow(platform, top, build_dir: Path, seed: int) -> dict:
     """Synthesis, place and route, bitstream with the YoWASP tools; utilization and Fmax."""
     env = tool_env()
@@ -275,9 +293,24 @@ def ecp5_flow(platform, top, build_dir: Path, seed: int) -> dict:
     t0 = time.time()
     proc = subprocess.run(["sh", script.name], cwd=build_dir, env=env, capture_output=True,
                           text=True)
+    if proc.returncode != 0 and _abc9_failed(build_dir / f"{NAME}.rpt"):
+        # yosys 0.70's ABC9 trips an internal assertion on some designs; the classic ABC
+        # maps the same netlist to LUT4s
+        ys = build_dir / f"{NAME}.ys"
+        ys.write_text(_SYNTH.sub(_classic_abc, ys.read_text(), count=1))
+        notes.append("yosys ABC9 failed (internal assertion): LUTs mapped with abc -lut 4")
+        proc = subprocess.run(["sh", script.name], cwd=build_dir, env=env, capture_output=True,
+                              text=True)
     (build_dir / "flow.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
+        # yosys runs quietly into its log and nextpnr into its own: the error is in the newer
+        text = proc.stdout + proc.stderr
+        logs = [f for f in (build_dir / f"{NAME}.rpt", build_dir / f"{NAME}.tim") if f.exists()]
+        if logs:
+            log = max(logs, key=lambda f: f.stat().st_mtime)
+            text += f"\n(last lines of {log.name})\n" + "\n".join(
+                log.read_text(errors="replace").splitlines()[-12:])
+        tail = "\n".join(text.strip().splitlines()[-25:])
         raise BuildError(f"ECP5 flow failed in {build_dir} (exit {proc.returncode}):\n{tail}")
     del bp
     tim = (build_dir / f"{NAME}.tim").read_text()

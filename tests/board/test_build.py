@@ -134,3 +134,32 @@ def test_ecp5_bitstream_is_reproducible(tmp_path):
     clk = runs[0]["fmax"]
     assert clk and all(c["fmax_mhz"] > 25 and c["pass"] for c in clk.values())
     assert runs[0]["util"]["LUT"] > 100
+
+
+def test_ecp5_flow_failure_shows_the_tools_log(tmp_path, monkeypatch):
+    """yosys runs quietly into its log: a failed flow quotes that log, not an empty output."""
+    fake = tmp_path / "yosys"
+    fake.write_text('#!/bin/sh\n# -q -l LOG SCRIPT\necho "ERROR: Assert failed in rtlil.cc" > "$3"\n'
+                    'exit 1\n')
+    fake.chmod(0o755)
+    for var in ("YOSYS", "NEXTPNR_ECP5", "ECPPACK"):
+        monkeypatch.setenv(var, str(fake))
+    with pytest.raises(hb.BuildError, match=r"(?s)exit 1.*top\.rpt.*ERROR: Assert failed"):
+        hb.ecp5_flow(hb.platform_of(hb.board("ulx3s_85f")), fake_top(), tmp_path / "b", seed=1)
+
+
+def test_ecp5_falls_back_to_classic_abc_only_on_the_abc9_assertion(tmp_path):
+    """yosys 0.70's ABC9 trips `Assert ... failed` on some designs; the build then maps LUTs
+    with the classic ABC: the same synth_ecp5 options around `abc -lut 4`."""
+    ys = "read_rtlil top.il\n    synth_ecp5 -nowidelut -top top\nwrite_json top.json\n"
+    out = hb._SYNTH.sub(hb._classic_abc, ys, count=1)
+    assert out.splitlines() == [
+        "read_rtlil top.il", "synth_ecp5 -nowidelut -top top -run begin:map_luts",
+        "techmap -map +/lattice/latches_map.v", "abc -lut 4", "clean",
+        "synth_ecp5 -nowidelut -top top -run map_cells:", "write_json top.json"]
+    log = tmp_path / "top.rpt"
+    log.write_text("2.46. Executing ABC9 pass.\nERROR: Assert `x' failed in rtlil.cc:3091.\n")
+    assert hb._abc9_failed(log)
+    log.write_text("2.46. Executing ABC9 pass.\n2.47. ...\nERROR: Module `foo' not found\n")
+    assert not hb._abc9_failed(log)
+    assert not hb._abc9_failed(tmp_path / "missing.rpt")
