@@ -403,14 +403,18 @@ def run_model(run_dir: str | Path):
     summary = json.loads((run_dir / "summary.json").read_text())
     path = REPO / summary["model"]
     cm = CompiledModel.load(path)
-    manifest = run_dir.parent / "manifest.json"
-    made_for = (json.loads(manifest.read_text()).get("model_sha256")
-                if manifest.exists() else None)
-    have = hashlib.sha256(cm.to_bytes()).hexdigest()
-    if made_for != have:
-        raise ValueError(f"{shown(path)} (sha256 {have[:12]}) is not the model {shown(run_dir)} "
-                         f"was simulated with (sha256 {str(made_for)[:12]}): run sim.run again")
+    made_for = generated_for(run_dir.parent)
+    if made_for != cm.checksum:
+        raise ValueError(f"{shown(path)} (sha256 {cm.checksum[:12]}) is not the model "
+                         f"{shown(run_dir)} was simulated with (sha256 {str(made_for)[:12]}): "
+                         f"run sim.run again")
     return cm, summary
+
+
+def generated_for(gen_dir: str | Path) -> str | None:
+    """sha256 of the model a generated design folder was made for (None without a manifest)."""
+    manifest = Path(gen_dir) / "manifest.json"
+    return json.loads(manifest.read_text()).get("model_sha256") if manifest.exists() else None
 
 
 def load_images(data: str | None, n: int, first: int = 0):
@@ -515,8 +519,7 @@ def main(argv=None) -> int:
     cm = CompiledModel.load(args.model)
     t0 = time.perf_counter()
     if args.resume and (gen_dir / "manifest.json").exists():
-        made_for = json.loads((gen_dir / "manifest.json").read_text()).get("model_sha256")
-        if made_for != hashlib.sha256(cm.to_bytes()).hexdigest():
+        if generated_for(gen_dir) != cm.checksum:
             raise ValueError(f"{gen_dir} was generated for another model; run without "
                              f"--resume (or with another --out)")
         print(f"resuming: the design generated in {gen_dir} as it is", file=sys.stderr)
