@@ -19,27 +19,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from model import build_model, golden  # noqa: E402
-from model.budget import BOARDS, buffers  # noqa: E402
+from model.budget import BOARDS, allowed_bram36, buffers  # noqa: E402
 from model.compiler import compile_model  # noqa: E402
 from model.config import Config  # noqa: E402
 from model.data import load_split  # noqa: E402
+from model.release import float_accuracy  # noqa: E402
 from model.train import load_checkpoint  # noqa: E402
-
-
-def float_accuracy(model, images: np.ndarray, labels: np.ndarray, batch: int = 100) -> float:
-    model.eval()
-    hits = 0
-    with torch.no_grad():
-        for i in range(0, len(images), batch):
-            x = torch.from_numpy(images[i:i + batch]).float()
-            hits += int((model(x, mode="float").argmax(1).numpy() == labels[i:i + batch]).sum())
-    return hits / len(images)
 
 
 def main(argv=None):
@@ -56,7 +46,7 @@ def main(argv=None):
     ck = load_checkpoint(args.checkpoint)
     images, labels = load_split(args.data, "test")
     images, labels = images[:args.n], labels[:args.n]
-    allowed = int(BOARDS[args.board] * (1 - args.spare))
+    allowed = allowed_bram36(args.board, args.spare)
     base = Config.from_dict(ck["config"])
 
     model = build_model(base)

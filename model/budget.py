@@ -49,13 +49,18 @@ def buffers(cm: CompiledModel, lanes: int = 8):
         raise BudgetError(f"The accelerator cannot run this model: {e}") from None
 
 
+def allowed_bram36(board: str, spare: float = 0.15) -> int:
+    """Most BRAM36 a model may use on ``board`` and leave ``spare`` of its block RAM free."""
+    return math.floor(BOARDS[board] * (1 - spare))
+
+
 def check(cm: CompiledModel, board: str, lanes: int = 8, spare: float = 0.15):
     """(buffers, total BRAM36, allowed); raises BudgetError when the model does not fit."""
     if board not in BOARDS:
         raise BudgetError(f"Unknown board {board!r}; known: {', '.join(BOARDS)}")
     bufs = buffers(cm, lanes)
     total = sum(b.bram36 for b in bufs)
-    allowed = math.floor(BOARDS[board] * (1 - spare))
+    allowed = allowed_bram36(board, spare)
     if total > allowed:
         worst = sorted(bufs, key=lambda b: -b.bram36)[:3]
         raise BudgetError(
