@@ -89,6 +89,9 @@ class Dist:
 
     def close(self):
         if self.enabled:
+            # every rank waits for the others (rank 0 may still be writing checkpoints) before
+            # the gloo connections close: a rank that tore down first aborted its process
+            dist.barrier()
             dist.destroy_process_group()
 
 
