@@ -7,6 +7,19 @@ Reads each run's ``log.jsonl`` (one line per epoch, written by ``model.train``) 
 test accuracy per epoch (with the number of test images it was measured on), the learning
 rate on a second axis, and, as horizontal lines, the integer accuracy of the bundled models on
 the 10,000 test images (``models/*.json``) and the goal. Prints the table it plotted.
+
+With ``--project`` it also says what the rest of an unfinished run's schedule should give. Test
+accuracy is fitted as
+
+    acc(e) = a - b S(e)^-c - d lr(e) / lr_max
+
+where S(e) is the learning rate summed over epochs 1..e (in epochs at the full rate) and lr(e)
+the rate at the end of epoch e, both from the run's own schedule (warm-up, cosine): the first
+term is what training has learned so far, the second what the noise of the current rate still
+costs, which the falling cosine pays back. Fits in the epoch alone (a power law, a saturating
+exponential) cannot see that and disagree with each other by points. The interval comes from
+refitting to epochs drawn with replacement, so it measures the noise of the curve, not
+whether the form is right.
 """
 
 from __future__ import annotations
@@ -15,6 +28,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from .data import REPO, shown
 
@@ -49,6 +64,92 @@ def planned_epochs(run: str | Path) -> int | None:
     return int(load_checkpoint(last)["args"]["epochs"])
 
 
+def plan(run: str | Path) -> dict | None:
+    """The schedule a run was started with (epochs, lr, min_lr, warmup), from its last.pt."""
+    last = Path(run) / "last.pt"
+    if not last.exists():
+        return None
+    from .train import load_checkpoint
+
+    args = load_checkpoint(last)["args"]
+    return {k: args[k] for k in ("epochs", "lr", "min_lr", "warmup")}
+
+
+def schedule(sched: dict, resolution: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Per epoch 1..E: (learning rate summed through the epoch in epochs at the full rate,
+    rate at the epoch's end / full rate), from model.train's warm-up + cosine."""
+    from .train import lr_at
+
+    n = sched["epochs"] * resolution
+    warm = int(sched["warmup"] * resolution)
+    rate = np.array([lr_at(k, n, warm, sched["lr"], sched["min_lr"]) for k in range(n)])
+    rate = rate.reshape(sched["epochs"], resolution) / sched["lr"]
+    return np.cumsum(rate.mean(1)), rate[:, -1]
+
+
+def _fit(s: np.ndarray, r: np.ndarray, y: np.ndarray, cs: np.ndarray):
+    """Least squares of y = a - b s^-c - d r: (a, b, d) exactly for each c of the grid, keeping
+    only fits where learning helps and the rate's noise costs (b, d >= 0)."""
+    best = (np.inf, None, None)
+    for c in cs:
+        m = np.stack([np.ones_like(s), -s ** -c, -r], 1)
+        coef = np.linalg.lstsq(m, y, rcond=None)[0]
+        err = float(np.sum((m @ coef - y) ** 2))
+        if coef[1] >= 0 and coef[2] >= 0 and err < best[0]:
+            best = (err, c, coef)
+    return best
+
+
+def project(rows: list[dict], sched: dict, fit_from: int = 8, draws: int = 200,
+            seed: int = 0) -> dict:
+    """Fit the epochs from ``fit_from`` on and project the test accuracy at the schedule's end.
+
+    Returns the projection (``acc``, 10-90 % ``low``/``high`` over refits to resampled
+    epochs), the fitted parameters, the rms residual, and the fitted curve for every epoch.
+    """
+    total = int(sched["epochs"])
+    ep = np.array([r["epoch"] for r in rows if fit_from <= r["epoch"] <= total])
+    if len(ep) < 6:
+        raise ValueError(f"{len(ep)} epochs from epoch {fit_from} on; the projection needs 6")
+    if ep.max() >= total:
+        raise ValueError(f"the run has finished its {total} epochs; nothing to project")
+    y = np.array([100 * r["test_acc"] for r in rows if fit_from <= r["epoch"] <= total])
+    s_all, r_all = schedule(sched)
+    s, r = s_all[ep - 1], r_all[ep - 1]
+    cs = np.geomspace(0.05, 3, 100)
+    err, c, coef = _fit(s, r, y, cs)
+    if coef is None:
+        raise ValueError("no fit with accuracy rising in training and falling with the rate")
+    a, b, d = coef
+
+    def at(c, coef, i):
+        return coef[0] - coef[1] * s_all[i] ** -c - coef[2] * r_all[i]
+
+    rng = np.random.default_rng(seed)
+    ends = []
+    for _ in range(draws):
+        i = rng.integers(0, len(ep), len(ep))
+        if len(np.unique(i)) < 4:
+            continue
+        _, cb, coef = _fit(s[i], r[i], y[i], cs)
+        if coef is not None:
+            ends.append(at(cb, coef, total - 1))
+    low, high = np.percentile(ends, [10, 90])
+    return {"epoch": total, "acc": float(at(c, (a, b, d), total - 1)), "low": float(low),
+            "high": float(high), "a": float(a), "b": float(b), "c": float(c), "d": float(d),
+            "rms": float(np.sqrt(err / len(ep))), "fitted": (int(ep.min()), int(ep.max())),
+            "curve": (np.arange(1, total + 1), at(c, (a, b, d), np.arange(total))),
+            "lr": r_all * sched["lr"]}
+
+
+def describe(name: str, p: dict) -> str:
+    lo, hi = p["fitted"]
+    return (f"{name}: {p['acc']:.1f} % projected at epoch {p['epoch']} "
+            f"(10-90 %: {p['low']:.1f}-{p['high']:.1f}), fitted to epochs {lo}-{hi}: "
+            f"acc = {p['a']:.2f} - {p['b']:.2f} S^-{p['c']:.3f} - {p['d']:.2f} lr/lr_max, "
+            f"rms residual {p['rms']:.2f} points")
+
+
 def bundled(models_dir: Path = REPO / "models") -> dict[str, float]:
     """Integer accuracy on the 10,000 test images of each bundled model with a manifest."""
     out = {}
@@ -70,7 +171,7 @@ def table(runs: dict[str, list[dict]]) -> str:
 
 
 def plot(runs: dict[str, list[dict]], marks: dict[str, float], goal: float | None, out: Path,
-         planned: int | None = None):
+         planned: int | None = None, projections: dict[str, dict] | None = None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,6 +186,16 @@ def plot(runs: dict[str, list[dict]], marks: dict[str, float], goal: float | Non
                               f"{rows[-1].get('test_images', 0):,} test images)")
         if all("lr" in r for r in rows):
             lr_ax.plot(ep, [r["lr"] for r in rows], ":", color=line.get_color(), alpha=0.6)
+        p = (projections or {}).get(name)
+        if p:
+            x, y = p["curve"]
+            keep = x >= p["fitted"][0]
+            ax.plot(x[keep], y[keep], "--", color=line.get_color(), lw=1,
+                    label=f"{name}, fit and projection: {p['acc']:.1f} % at epoch {p['epoch']}")
+            ax.errorbar([p["epoch"]], [p["acc"]], color=line.get_color(), capsize=3,
+                        yerr=[[p["acc"] - p["low"]], [p["high"] - p["acc"]]])
+            lr_ax.plot(x[ep[-1] - 1:], p["lr"][ep[-1] - 1:], ":", color=line.get_color(),
+                       alpha=0.25)
     for i, (name, acc) in enumerate(marks.items()):
         ax.axhline(100 * acc, color=f"C{i + len(runs)}", lw=1, ls="--",
                    label=f"models/{name}.sfm, integer: {100 * acc:.2f} %")
@@ -113,12 +224,38 @@ def main(argv=None) -> dict[str, list[dict]]:
     p.add_argument("--goal", type=float, default=0.86, help="accuracy goal line (0..1)")
     p.add_argument("--no-bundled", action="store_true",
                    help="leave out the bundled models' accuracy lines")
+    p.add_argument("--project", action="store_true",
+                   help="project each unfinished run's accuracy at the end of its schedule")
+    p.add_argument("--fit-from", type=int, default=8,
+                   help="first epoch the projection fits (default 8: past the warm-up)")
+    p.add_argument("--upto", type=int, default=None,
+                   help="use epochs up to this one only (to check an earlier projection "
+                        "against the epochs that followed)")
     args = p.parse_args(argv)
-    runs = {shown(r).removeprefix("runs/"): read_log(r) for r in args.runs}
+    names = {shown(r).removeprefix("runs/"): r for r in args.runs}
+    runs = {name: read_log(r) for name, r in names.items()}
+    if args.upto is not None:
+        runs = {n: [r for r in rows if r["epoch"] <= args.upto] for n, rows in runs.items()}
+        if not all(runs.values()):
+            raise ValueError(f"--upto {args.upto} leaves a run without epochs")
     marks = {} if args.no_bundled else bundled()
+    projections, notes = {}, []
+    if args.project:
+        for name, r in names.items():
+            sched = plan(r)
+            if sched is None:
+                notes.append(f"{name}: no last.pt, so no schedule to project along")
+                continue
+            try:
+                projections[name] = project(runs[name], sched, args.fit_from)
+                notes.append(describe(name, projections[name]))
+            except ValueError as e:
+                notes.append(f"{name}: not projected: {e}")
     plot(runs, marks, args.goal, Path(args.out),
-         max((planned_epochs(r) or 0 for r in args.runs), default=0) or None)
+         max((planned_epochs(r) or 0 for r in args.runs), default=0) or None, projections)
     print(table(runs))
+    for note in notes:
+        print(note)
     print(f"wrote {shown(args.out)}", file=sys.stderr)
     return runs
 

@@ -2,9 +2,10 @@
 
 import json
 
+import numpy as np
 import pytest
 
-from model.curve import main, read_log
+from model.curve import main, project, read_log, schedule
 
 
 def _log(tmp_path, lines):
@@ -38,3 +39,66 @@ def test_bad_logs_are_refused_with_where(tmp_path):
     (run / "log.jsonl").write_text("\n")
     with pytest.raises(ValueError, match="no epochs yet"):
         read_log(run)
+
+
+SCHED = {"epochs": 40, "lr": 1e-3, "min_lr": 1e-5, "warmup": 2.0}
+
+
+def _synthetic(upto, a=85.0, b=60.0, c=1.5, d=9.0, noise=0.3, seed=1):
+    """A run that follows the fitted form exactly, plus noise, through epoch ``upto``."""
+    s, r = schedule(SCHED)
+    rng = np.random.default_rng(seed)
+    acc = a - b * s ** -c - d * r + rng.normal(0, noise, len(s))
+    rows = [{"epoch": e, "test_acc": acc[e - 1] / 100} for e in range(1, upto + 1)]
+    return rows, a - b * s[-1] ** -c - d * r[-1]
+
+
+def test_schedule_follows_the_training_rate():
+    s, r = schedule(SCHED)
+    assert len(s) == len(r) == 40
+    assert r[0] == pytest.approx(0.5, abs=0.01) and r[1] == pytest.approx(1.0, abs=0.01)
+    assert r[-1] == pytest.approx(0.01, abs=1e-3)
+    # the cosine from epoch 2 on sums to half its length at the full rate, plus the warm-up
+    assert s[-1] == pytest.approx(1 + 38 * (0.5 + 0.5 * 0.01), abs=0.05)
+
+
+def test_projection_recovers_a_known_curve():
+    rows, truth = _synthetic(22)
+    p = project(rows, SCHED, fit_from=4)
+    assert p["epoch"] == 40 and p["fitted"] == (4, 22)
+    assert abs(p["acc"] - truth) < 1.0
+    assert p["low"] <= truth <= p["high"]
+    assert p["low"] < p["acc"] < p["high"]
+    # without noise the fit is exact up to the grid of exponents
+    rows, truth = _synthetic(22, noise=0.0)
+    assert project(rows, SCHED, fit_from=4)["acc"] == pytest.approx(truth, abs=0.2)
+
+
+def test_projection_refuses_what_it_cannot_fit():
+    rows, _ = _synthetic(10)
+    with pytest.raises(ValueError, match="3 epochs from epoch 8 on; the projection needs 6"):
+        project(rows, SCHED, fit_from=8)
+    rows, _ = _synthetic(40)
+    with pytest.raises(ValueError, match="finished its 40 epochs"):
+        project(rows, SCHED)
+
+
+def test_curve_draws_the_projection(tmp_path, capsys):
+    rows, _ = _synthetic(20)
+    run = _log(tmp_path, [json.dumps({**r, "test_images": 10000, "eval_mode": "float"})
+                          for r in rows])
+    torch = pytest.importorskip("torch")
+    torch.save({"model": {}, "config": {}, "args": SCHED}, run / "last.pt")
+    out = tmp_path / "c.png"
+    main(["--runs", str(run), "--out", str(out), "--no-bundled", "--project"])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "projected at epoch 40" in capsys.readouterr().out
+
+
+def test_upto_keeps_the_earlier_epochs(tmp_path, capsys):
+    run = _log(tmp_path, [_epoch(1, 0.25), _epoch(2, 0.5)])
+    runs = main(["--runs", str(run), "--out", str(tmp_path / "c.png"), "--no-bundled",
+                 "--upto", "1"])
+    assert [r["epoch"] for r in next(iter(runs.values()))] == [1]
+    with pytest.raises(ValueError, match="--upto 0 leaves a run without epochs"):
+        main(["--runs", str(run), "--out", str(tmp_path / "c.png"), "--upto", "0"])
