@@ -1,6 +1,11 @@
 """On-chip memory budget of a compiled model on an FPGA board: the accelerator's memories.
 
     python -m model.budget --model models/default.sfm --board arty_a7_35 [--lanes 8]
+    python -m model.budget --config spikingformer-2-64-w5 spikingformer-3-64-w4 ...
+
+``--config`` compiles each named config with random weights (needs torch) and tabulates which
+fit: the memories depend on shapes and weight width; trained weights change only the
+accumulator widths of the stream, biases and thresholds a little.
 
 The memories are exactly those hw/top.py builds for the model (``hw.program.memory_specs``,
 plain Python: no HDL toolchain needed): weights, biases and thresholds in rows of P lanes, the
@@ -65,7 +70,7 @@ def check(cm: CompiledModel, board: str, lanes: int = 8, spare: float = 0.15):
         worst = sorted(bufs, key=lambda b: -b.bram36)[:3]
         raise BudgetError(
             f"Model does not fit {board}: needs {total:g} BRAM36, {allowed} allowed "
-            f"({BOARDS[board]} with {spare:.0%} spare), over by {total - allowed:g}; largest: "
+            f"(the board's {BOARDS[board]} less {spare:.0%} kept spare), over by {total - allowed:g}; largest: "
             + ", ".join(f"{b.name} {b.bram36:g} ({b.bytes:,} B)" for b in worst))
     return bufs, total, allowed
 
@@ -83,14 +88,46 @@ def table(bufs, board: str) -> str:
     return "\n".join(rows)
 
 
+def compare(names: list[str], board: str, lanes: int = 8, spare: float = 0.15) -> str:
+    """Which configs fit the board: each compiled with random weights (seed 0)."""
+    from .compiler import build_model, compile_model, randomize
+    from .config import get_config
+
+    allowed = allowed_bram36(board, spare)
+    rows = [f"| config | weights | weight bits | weights BRAM36 | design BRAM36 | fits "
+            f"({allowed} allowed) |", "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for name in names:
+        cfg = get_config(name)
+        cm = compile_model(randomize(build_model(cfg), 0, batches=1, batch_size=4),
+                           {"source": "random seed 0"})
+        bufs = buffers(cm, lanes)
+        total = sum(b.bram36 for b in bufs)
+        weights = sum(a.size for k, a in cm.tensors.items() if k.endswith(".weight"))
+        fit = "yes" if total <= allowed else f"no (over by {total - allowed:g})"
+        rows.append(f"| {cfg.name} | {weights:,} | {cfg.weight_bits} | "
+                    f"{next(b.bram36 for b in bufs if b.name == 'weights'):g} | {total:g} | "
+                    f"{fit} |")
+    return "\n".join(rows)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m model.budget", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="a compiled model file")
+    src.add_argument("--config", nargs="+", metavar="CONFIG",
+                     help="config names (model.config), compiled with random weights")
     p.add_argument("--board", default="arty_a7_35", choices=sorted(BOARDS))
     p.add_argument("--lanes", type=int, default=8)
     p.add_argument("--spare", type=float, default=0.15)
     args = p.parse_args(argv)
+    if args.config:
+        try:
+            print(compare(args.config, args.board, args.lanes, args.spare))
+        except (BudgetError, ValueError, KeyError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
     cm = CompiledModel.load(args.model)
     try:
         bufs = buffers(cm, args.lanes)

@@ -61,3 +61,18 @@ def test_a_model_the_accelerator_cannot_run_is_refused():
     # Spikformer's integer stream is kept as bit planes that must fill 16-bit words
     with pytest.raises(BudgetError, match="cannot run this model.*16-bit words"):
         check(compiled("spikformer-1-24", heads=1), "arty_a7_35")
+
+
+def test_config_comparison_says_which_fit(capsys):
+    from model.budget import main
+
+    assert main(["--config", "spikingformer-2-64-w4", "spikingformer-2-64"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].endswith("| fits (42 allowed) |")
+    w4, w8 = rows[2].split(" | "), rows[3].split(" | ")
+    assert w4[0] == "| spikingformer-2-64-w4" and w4[1] == "160,216" and w4[2] == "4"
+    assert w4[-1] == "yes |"
+    assert w8[2] == "8" and w8[-1].startswith("no (over by ")
+    assert float(w8[3]) == 2 * float(w4[3])  # the weights memory scales with their width
+    assert main(["--config", "spikingformer-2"]) == 1
+    assert "does not read" in capsys.readouterr().err
