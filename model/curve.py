@@ -234,6 +234,7 @@ def main(argv=None) -> dict[str, list[dict]]:
     args = p.parse_args(argv)
     names = {shown(r).removeprefix("runs/"): r for r in args.runs}
     runs = {name: read_log(r) for name, r in names.items()}
+    full = runs
     if args.upto is not None:
         runs = {n: [r for r in rows if r["epoch"] <= args.upto] for n, rows in runs.items()}
         if not all(runs.values()):
@@ -249,6 +250,13 @@ def main(argv=None) -> dict[str, list[dict]]:
             try:
                 projections[name] = project(runs[name], sched, args.fit_from)
                 notes.append(describe(name, projections[name]))
+                later = [r for r in full[name] if r["epoch"] > args.upto] if args.upto else []
+                if later:
+                    x, y = projections[name]["curve"]
+                    off = [100 * r["test_acc"] - y[r["epoch"] - 1] for r in later]
+                    notes.append(f"{name}: epochs {later[0]['epoch']}-{later[-1]['epoch']} "
+                                 f"came out {sum(off) / len(off):+.2f} points from this fit "
+                                 f"on average ({min(off):+.2f} to {max(off):+.2f})")
             except ValueError as e:
                 notes.append(f"{name}: not projected: {e}")
     plot(runs, marks, args.goal, Path(args.out),

@@ -93,6 +93,9 @@ def test_curve_draws_the_projection(tmp_path, capsys):
     main(["--runs", str(run), "--out", str(out), "--no-bundled", "--project"])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "projected at epoch 40" in capsys.readouterr().out
+    main(["--runs", str(run), "--out", str(out), "--no-bundled", "--project", "--upto", "15"])
+    printed = capsys.readouterr().out
+    assert "fitted to epochs 8-15" in printed and "epochs 16-20 came out" in printed
 
 
 def test_upto_keeps_the_earlier_epochs(tmp_path, capsys):
