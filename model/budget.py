@@ -70,7 +70,8 @@ def check(cm: CompiledModel, board: str, lanes: int = 8, spare: float = 0.15):
         worst = sorted(bufs, key=lambda b: -b.bram36)[:3]
         raise BudgetError(
             f"Model does not fit {board}: needs {total:g} BRAM36, {allowed} allowed "
-            f"(the board's {BOARDS[board]} less {spare:.0%} kept spare), over by {total - allowed:g}; largest: "
+            f"(the board's {BOARDS[board]} less {spare:.0%} kept spare), "
+            f"over by {total - allowed:g}; largest: "
             + ", ".join(f"{b.name} {b.bram36:g} ({b.bytes:,} B)" for b in worst))
     return bufs, total, allowed
 

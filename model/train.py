@@ -60,6 +60,9 @@ def parse_args(argv=None):
     p.add_argument("--limit-test", type=int, default=0, help="evaluate only the first N images")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: cores)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--snapshots", action="store_true",
+                   help="also keep every epoch's weights as <out>/snapshots/epoch_N.pt "
+                        "(for model.average)")
     return p.parse_args(argv)
 
 
@@ -274,6 +277,10 @@ def main(argv=None):
                 best = acc
                 save_atomic(ck, out / "best.pt")
             save_atomic(ck, out / "last.pt")
+            if args.snapshots:
+                (out / "snapshots").mkdir(exist_ok=True)
+                save_atomic({k: v for k, v in ck.items() if k != "optimizer"},
+                            out / "snapshots" / f"epoch_{epoch + 1}.pt")
     dev.close()
     return acc
 

@@ -18,18 +18,6 @@ REPO = Path(__file__).resolve().parents[2]
 CFG = "spikingformer-1-16"
 
 
-@pytest.fixture
-def data(tmp_path):
-    """train.npz (32 images) and test.npz (16 images) of random pixels and labels."""
-    folder = tmp_path / "data"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 32), ("test", 16)):
-        np.savez(folder / f"{split}.npz", labels=rng.integers(0, 10, n),
-                 images=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))
-    return folder
-
-
 def run(data, out, *extra, config=CFG):
     argv = ["--data", str(data), "--out", str(out), "--batch-size", "8", "--threads", "1",
             "--no-progress", *extra]
@@ -58,7 +46,7 @@ def assert_same_optimizer(a: dict, b: dict):
 @pytest.mark.parametrize("config", [CFG, "spikformer-1-16"])
 def test_two_epochs_write_checkpoints_and_log(data, tmp_path, config):
     out = tmp_path / "run"
-    run(data, out, "--epochs", "2", config=config)
+    run(data, out, "--epochs", "2", "--snapshots", config=config)
     assert (out / "last.pt").exists() and (out / "best.pt").exists()
     lines = log(out)
     assert [r["epoch"] for r in lines] == [1, 2]
@@ -67,6 +55,11 @@ def test_two_epochs_write_checkpoints_and_log(data, tmp_path, config):
     assert ck["epoch"] == 2 and ck["config"] == get_config(config).to_dict()
     assert set(ck) >= {"model", "optimizer", "config", "epoch", "args", "best"}
     assert not list(out.glob("*.tmp"))
+    snaps = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert snaps == ["epoch_1.pt", "epoch_2.pt"]
+    snap = train.load_checkpoint(out / "snapshots" / "epoch_2.pt")
+    assert snap["epoch"] == 2 and "optimizer" not in snap
+    assert_same_state(snap["model"], ck["model"], "snapshot of epoch 2")
 
 
 class Interrupted(Exception):
