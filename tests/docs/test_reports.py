@@ -66,3 +66,27 @@ def test_memory_budget_doc_is_what_model_budget_prints():
     doc = text.split("<!-- budget:default -->\n")[1].split("\n<!-- /budget:default -->")[0]
     assert doc == (table(buffers(cm), "arty_a7_35")
                    + f"\nfits arty_a7_35: {total:g} of {allowed} allowed BRAM36")
+
+
+def _quoted_figures():
+    """(figure as the README must print it, where it comes from) for the default model."""
+    sim = json.loads((REPO / "docs" / "sim" / "default" / "sim.json").read_text())["meta"]
+    yield f"{round(sim['cycles_mean']):,}", "docs/sim/default: cycles per image"
+    yield f"SOPs / (P x cycles) {sim['utilization']:.3f}", "docs/sim/default: utilization"
+    yield f"{sim['mismatched_images']} mismatches", "docs/sim/default: mismatched images"
+    arty = json.loads((REPO / "bitstreams" / "arty_a7_35" / "manifest.json").read_text())
+    u = arty["utilization"]
+    yield (f"LUT {u['LUT']['percent']:.1f} %, BRAM36 {u['BRAM36']['used']:g} of "
+           f"{u['BRAM36']['capacity']}", "bitstreams/arty_a7_35: utilization")
+    ulx = json.loads((REPO / "bitstreams" / "ulx3s_85f" / "manifest.json").read_text())
+    u = ulx["utilization"]
+    yield (f"LUT4 {u['LUT']['percent']:.1f} %, DP16KD {u['EBR']['used']} of "
+           f"{u['EBR']['capacity']}, Fmax {ulx['fmax']['$glbnet$clk']['fmax_mhz']:.2f} MHz",
+           "bitstreams/ulx3s_85f: utilization and Fmax")
+
+
+@pytest.mark.parametrize("figure,source", list(_quoted_figures()),
+                         ids=[s for _, s in _quoted_figures()])
+def test_readme_quotes_the_reports_of_the_default(figure, source):
+    assert figure in (REPO / "README.md").read_text(), (
+        f"README.md does not quote {figure!r} ({source}): copy the figure from the report")
