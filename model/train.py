@@ -60,6 +60,10 @@ def parse_args(argv=None):
     p.add_argument("--limit-test", type=int, default=0, help="evaluate only the first N images")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: cores)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--compile", action="store_true",
+                   help="run the LIF loops as kernels from torch.compile (needs a C++ "
+                        "compiler; an epoch of spikingformer-2-64 on 2 cores: 450 s, "
+                        "600 s without)")
     p.add_argument("--snapshots", action="store_true",
                    help="also keep every epoch's weights as <out>/snapshots/epoch_N.pt "
                         "(for model.average)")
@@ -161,6 +165,10 @@ def main(argv=None):
     args = parse_args(argv)
     dev = Dist()
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // dev.world))
+    if args.compile:
+        from .lif import compile_loops
+
+        compile_loops(True)
     out = Path(args.out or f"runs/{args.config}")
     state = None
     if args.resume:
