@@ -9,7 +9,7 @@ from model.golden import run_batched
 from model.modelfile import CompiledModel
 from model.release import main as release
 
-from .test_train import data, init_checkpoint, run  # noqa: F401 (fixture)
+from .test_train import init_checkpoint, run
 
 
 def test_release_writes_a_model_its_weights_and_a_true_manifest(data, tmp_path):  # noqa: F811
