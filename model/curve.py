@@ -134,10 +134,11 @@ def project(rows: list[dict], sched: dict, fit_from: int = 8, draws: int = 200,
         _, cb, coef = _fit(s[i], r[i], y[i], cs)
         if coef is not None:
             ends.append(at(cb, coef, total - 1))
-    low, high = np.percentile(ends, [10, 90])
+    low, high = np.percentile(ends, [10, 90]) if ends else (np.nan, np.nan)
     return {"epoch": total, "acc": float(at(c, (a, b, d), total - 1)), "low": float(low),
             "high": float(high), "a": float(a), "b": float(b), "c": float(c), "d": float(d),
             "rms": float(np.sqrt(err / len(ep))), "fitted": (int(ep.min()), int(ep.max())),
+            "edge": bool(c in (cs[0], cs[-1])),
             "curve": (np.arange(1, total + 1), at(c, (a, b, d), np.arange(total))),
             "lr": r_all * sched["lr"]}
 
@@ -147,7 +148,9 @@ def describe(name: str, p: dict) -> str:
     return (f"{name}: {p['acc']:.1f} % projected at epoch {p['epoch']} "
             f"(10-90 %: {p['low']:.1f}-{p['high']:.1f}), fitted to epochs {lo}-{hi}: "
             f"acc = {p['a']:.2f} - {p['b']:.2f} S^-{p['c']:.3f} - {p['d']:.2f} lr/lr_max, "
-            f"rms residual {p['rms']:.2f} points")
+            f"rms residual {p['rms']:.2f} points"
+            + (" (the exponent is at the end of its range: these epochs do not show where "
+               "the curve levels off, so a is no asymptote)" if p["edge"] else ""))
 
 
 def bundled(models_dir: Path = REPO / "models") -> dict[str, float]:
