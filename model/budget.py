@@ -103,9 +103,8 @@ def compare(names: list[str], board: str, lanes: int = 8, spare: float = 0.15) -
                            {"source": "random seed 0"})
         bufs = buffers(cm, lanes)
         total = sum(b.bram36 for b in bufs)
-        weights = sum(a.size for k, a in cm.tensors.items() if k.endswith(".weight"))
         fit = "yes" if total <= allowed else f"no (over by {total - allowed:g})"
-        rows.append(f"| {cfg.name} | {weights:,} | {cfg.weight_bits} | "
+        rows.append(f"| {cfg.name} | {cm.weight_count:,} | {cfg.weight_bits} | "
                     f"{next(b.bram36 for b in bufs if b.name == 'weights'):g} | {total:g} | "
                     f"{fit} |")
     return "\n".join(rows)

@@ -403,9 +403,8 @@ def main(argv=None):
         print(f"fits {args.board}: {total} of {allowed} allowed BRAM36", file=sys.stderr)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     digest = cm.save(args.out)
-    n = sum(a.size for k, a in cm.tensors.items() if k.endswith(".weight"))
-    print(f"{args.out}: {cfg.name}, {len(cm.program)} layers, {n} weights, sha256 {digest}",
-          file=sys.stderr)
+    print(f"{args.out}: {cfg.name}, {len(cm.program)} layers, {cm.weight_count} weights, "
+          f"sha256 {digest}", file=sys.stderr)
     return cm
 
 

@@ -54,16 +54,6 @@ def read_log(run: str | Path) -> list[dict]:
     return sorted(rows, key=lambda r: r["epoch"])
 
 
-def planned_epochs(run: str | Path) -> int | None:
-    """The schedule's length, from the run's latest checkpoint (the cosine spans it)."""
-    last = Path(run) / "last.pt"
-    if not last.exists():
-        return None
-    from .train import load_checkpoint
-
-    return int(load_checkpoint(last)["args"]["epochs"])
-
-
 def plan(run: str | Path) -> dict | None:
     """The schedule a run was started with (epochs, lr, min_lr, warmup), from its last.pt."""
     last = Path(run) / "last.pt"
@@ -243,10 +233,10 @@ def main(argv=None) -> dict[str, list[dict]]:
         if not all(runs.values()):
             raise ValueError(f"--upto {args.upto} leaves a run without epochs")
     marks = {} if args.no_bundled else bundled()
+    plans = {name: plan(r) for name, r in names.items()}  # the schedules the runs follow
     projections, notes = {}, []
     if args.project:
-        for name, r in names.items():
-            sched = plan(r)
+        for name, sched in plans.items():
             if sched is None:
                 notes.append(f"{name}: no last.pt, so no schedule to project along")
                 continue
@@ -263,7 +253,7 @@ def main(argv=None) -> dict[str, list[dict]]:
             except ValueError as e:
                 notes.append(f"{name}: not projected: {e}")
     plot(runs, marks, args.goal, Path(args.out),
-         max((planned_epochs(r) or 0 for r in args.runs), default=0) or None, projections)
+         max((int(p["epochs"]) for p in plans.values() if p), default=0) or None, projections)
     print(table(runs))
     for note in notes:
         print(note)

@@ -48,6 +48,11 @@ class CompiledModel:
                 return op
         raise KeyError(f"No layer named {name!r} in the program")
 
+    @property
+    def weight_count(self) -> int:
+        """Integer weights of all convs and the head (biases and thresholds not counted)."""
+        return int(sum(a.size for k, a in self.tensors.items() if k.endswith(".weight")))
+
     def tensor(self, key: str) -> np.ndarray:
         try:
             return self.tensors[key]

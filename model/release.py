@@ -80,7 +80,7 @@ def main(argv=None):
                                                       "warmup")},
         "training_command": _command(ck["args"]),
         "init_from": ck.get("init_from"),
-        "weights": int(sum(a.size for k, a in cm.tensors.items() if k.endswith(".weight"))),
+        "weights": cm.weight_count,
     }
     sets = [("bundled_256", BUNDLED_TEST)]
     try:
