@@ -31,7 +31,6 @@ import struct
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
