@@ -5,7 +5,8 @@
     torchrun --nproc_per_node 2 -m model.train ...                         # DDP, no code change
     python -m model.train --qat --init runs/x/best.pt --epochs 5 ...       # integer-mode fine-tune
 
-AdamW, cosine schedule with linear warm-up (per step), label smoothing, random crop + flip.
+AdamW, cosine schedule with linear warm-up (per step), label smoothing, random crop + flip;
+``--teacher`` adds knowledge distillation from a network of ``python -m model.teacher``.
 A checkpoint (``last.pt``) is written atomically after every epoch, ``best.pt`` when the test
 accuracy improves, and one JSON line per epoch goes to ``log.jsonl``.
 """
@@ -64,6 +65,12 @@ def parse_args(argv=None):
                    help="run the LIF loops as kernels from torch.compile (needs a C++ "
                         "compiler; an epoch of spikingformer-2-64 on 2 cores: 450 s, "
                         "600 s without)")
+    p.add_argument("--teacher", default=None,
+                   help="distil from this teacher (a checkpoint of python -m model.teacher)")
+    p.add_argument("--kd-alpha", type=float, default=0.5,
+                   help="weight of the distillation term (the label loss gets 1 - alpha)")
+    p.add_argument("--kd-temperature", type=float, default=4.0,
+                   help="softmax temperature of the distillation term")
     p.add_argument("--snapshots", action="store_true",
                    help="also keep every epoch's weights as <out>/snapshots/epoch_N.pt "
                         "(for model.average)")
@@ -109,20 +116,29 @@ def lr_at(step: int, total: int, warmup: int, lr: float, min_lr: float) -> float
     return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(1.0, p)))
 
 
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float):
+    """KL(teacher || student) of the temperature-softened class distributions, times T^2 (so
+    its gradient keeps its size as T changes), averaged over the batch."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1),
+                    reduction="batchmean", log_target=True) * t * t
+
+
 def save_atomic(obj, path: Path):
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path) -> dict:
+def load_checkpoint(path: str | Path, needs: tuple[str, ...] = ("model", "config"),
+                    kind: str = "a training checkpoint of this project") -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No checkpoint at {path}")
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
-        raise ValueError(f"{path} is not a training checkpoint of this project "
-                         f"(needs 'model' and 'config')")
+    if not isinstance(ck, dict) or any(k not in ck for k in needs):
+        raise ValueError(f"{path} is not {kind} (needs "
+                         f"{' and '.join(repr(k) for k in needs)})")
     return ck
 
 
@@ -176,8 +192,10 @@ def main(argv=None):
         cfg = Config.from_dict(state["config"])
         saved = state["args"]
         for k in ("epochs", "lr", "min_lr", "wd", "warmup", "label_smoothing", "batch_size",
-                  "qat", "seed", "limit_train", "limit_test", "data", "eval_mode"):
-            setattr(args, k, saved[k]) if k not in _explicit(argv) else None
+                  "qat", "seed", "limit_train", "limit_test", "data", "eval_mode", "teacher",
+                  "kd_alpha", "kd_temperature"):
+            if k in saved and k not in _explicit(argv):
+                setattr(args, k, saved[k])
     elif args.init:
         cfg = Config.from_dict(load_checkpoint(args.init)["config"])
     else:
@@ -196,6 +214,21 @@ def main(argv=None):
         init_from = {"path": str(args.init), "epoch": init.get("epoch"),
                      "test_acc": init.get("test_acc"),
                      "sha256": hashlib.sha256(Path(args.init).read_bytes()).hexdigest()}
+    teacher, teacher_from = None, state.get("teacher_from") if state else None
+    if args.teacher:
+        if not 0.0 < args.kd_alpha <= 1.0:
+            raise ValueError(f"--kd-alpha must be in (0, 1], not {args.kd_alpha}")
+        if args.kd_temperature <= 0:
+            raise ValueError(f"--kd-temperature must be positive, not {args.kd_temperature}")
+        from .teacher import load_teacher
+
+        teacher = load_teacher(args.teacher).to(dev.device)
+        digest = hashlib.sha256(Path(args.teacher).read_bytes()).hexdigest()
+        if teacher_from and teacher_from["sha256"] != digest:
+            raise ValueError(f"--resume: the teacher at {args.teacher} is not the one this run "
+                             f"started with (sha256 {teacher_from['sha256'][:12]}..., now "
+                             f"{digest[:12]}...)")
+        teacher_from = {"path": str(args.teacher), "sha256": digest}
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
     start_epoch, best = 0, -1.0
     if state:
@@ -257,6 +290,11 @@ def main(argv=None):
             y = torch.from_numpy(train_y[b]).to(dev.device)
             out_ = net(x)
             loss = F.cross_entropy(out_, y, label_smoothing=args.label_smoothing)
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = teacher(x)
+                loss = (1 - args.kd_alpha) * loss + args.kd_alpha * distillation_loss(
+                    out_, soft, args.kd_temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -281,6 +319,8 @@ def main(argv=None):
                   "best": max(best, acc), "test_acc": acc}
             if init_from:
                 ck["init_from"] = init_from
+            if teacher_from:
+                ck["teacher_from"] = teacher_from
             if acc > best:
                 best = acc
                 save_atomic(ck, out / "best.pt")
