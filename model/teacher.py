@@ -76,10 +76,15 @@ class Teacher(nn.Module):
         return self.head(self.net(x)) * 0.125
 
 
+def read_checkpoint(path: str | Path) -> dict:
+    """A checkpoint of ``python -m model.teacher`` (refuses any other file)."""
+    return load_checkpoint(path, needs=("model", "teacher"),
+                           kind="a teacher checkpoint (written by python -m model.teacher)")
+
+
 def load_teacher(path: str | Path) -> Teacher:
     """The teacher in a checkpoint of ``python -m model.teacher``, in eval mode, frozen."""
-    ck = load_checkpoint(path, needs=("model", "teacher"),
-                         kind="a teacher checkpoint (written by python -m model.teacher)")
+    ck = read_checkpoint(path)
     t = Teacher(**ck["teacher"])
     t.load_state_dict(ck["model"])
     t.eval()
@@ -117,9 +122,7 @@ def main(argv=None) -> float:
     out = Path(args.out)
     state = None
     if args.resume:
-        if not (out / "last.pt").exists():
-            raise FileNotFoundError(f"--resume: no {out / 'last.pt'} to go on from")
-        state = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+        state = read_checkpoint(out / "last.pt")
         given = _explicit(argv)  # options on the command line win (e.g. a longer --epochs)
         if "width" in given and args.width != state["args"]["width"]:
             raise ValueError(f"--resume: {out / 'last.pt'} is a width-{state['args']['width']} "
