@@ -4,11 +4,14 @@
         runs/spikingformer-2-64/snapshots/epoch_60.pt --out runs/spikingformer-2-64/avg.pt
 
 Learned parameters are averaged with equal weight. Batch-norm statistics of an average are not
-the average of the statistics, so they are measured again: the averaged network runs over
-training images (no augmentation, no gradient) in training mode with a cumulative moving
-average. The result is tested on the test set in float mode and written as a checkpoint that
-``model.train --qat --init`` and ``model.release`` take like any other; it records which
-checkpoints it averages (path, epoch, sha256) and the accuracy of each, so the gain is seen.
+the average of the statistics, so by default (``--bn measure``) they are measured again: the
+averaged network runs over training images (no augmentation, no gradient) in training mode with
+a cumulative moving average. ``--bn average`` instead averages the running statistics the
+training kept (measured on augmented images), which serves when the checkpoints lie close
+together, as the last epochs of a cosine schedule do. The result is tested on the test set in
+float mode and written as a checkpoint that ``model.train --qat --init`` and ``model.release``
+take like any other; it records which checkpoints it averages (path, epoch, sha256) and the
+accuracy of each, so the gain is seen.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ def _is_bn_stat(name: str) -> bool:
     return name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
 
 
-def average_states(states: list[dict], names: list[str]) -> dict:
-    """Equal-weight mean of the learned tensors; batch-norm statistics from the first state
-    (they are measured again). Refuses states whose tensors do not line up."""
+def average_states(states: list[dict], names: list[str], stats: bool = False) -> dict:
+    """Equal-weight mean of the learned tensors. Batch-norm running means and variances are
+    averaged too with ``stats``, else taken from the first state (to be measured again); the
+    batch counts always come from the first. Refuses states whose tensors do not line up."""
     keys = set(states[0])
     for s, n in zip(states[1:], names[1:], strict=True):
         if set(s) != keys:
@@ -47,7 +51,7 @@ def average_states(states: list[dict], names: list[str]) -> dict:
                                  f"{names[0]} has {tuple(states[0][k].shape)}")
     out = {}
     for k, v in states[0].items():
-        if _is_bn_stat(k) or not v.is_floating_point():
+        if not v.is_floating_point() or (_is_bn_stat(k) and not stats):
             out[k] = v.clone()
         else:
             out[k] = torch.stack([s[k].to(torch.float64) for s in states]).mean(0).to(v.dtype)
@@ -78,6 +82,9 @@ def main(argv=None) -> dict:
     p.add_argument("--checkpoints", nargs="+", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--data", default=None, help="CIFAR-10 folder or npz (default ../shared)")
+    p.add_argument("--bn", choices=("measure", "average"), default="measure",
+                   help="batch-norm statistics: measure them again on training images "
+                        "(default) or average those the checkpoints hold")
     p.add_argument("--bn-images", type=int, default=10000,
                    help="training images for the batch-norm statistics (default 10,000)")
     p.add_argument("--limit-test", type=int, default=0, help="test on the first N images only")
@@ -96,13 +103,17 @@ def main(argv=None) -> dict:
                              f"{args.checkpoints[0]} a {Config.from_dict(cfg).name}: "
                              f"only checkpoints of one network can be averaged")
     model = build_model(Config.from_dict(cfg))
-    model.load_state_dict(average_states([ck["model"] for ck in cks], args.checkpoints))
+    model.load_state_dict(average_states([ck["model"] for ck in cks], args.checkpoints,
+                                         stats=args.bn == "average"))
 
-    train_x, _ = load_split(args.data, "train")
-    if args.bn_images <= 0:
-        raise ValueError("--bn-images must be positive")
-    pick = np.random.default_rng(0).permutation(len(train_x))[:args.bn_images]
-    recalibrate_bn(model, train_x[np.sort(pick)], progress=not args.no_progress)
+    bn_images = None
+    if args.bn == "measure":
+        train_x, _ = load_split(args.data, "train")
+        if args.bn_images <= 0:
+            raise ValueError("--bn-images must be positive")
+        pick = np.random.default_rng(0).permutation(len(train_x))[:args.bn_images]
+        recalibrate_bn(model, train_x[np.sort(pick)], progress=not args.no_progress)
+        bn_images = len(pick)
 
     test_x, test_y = load_split(args.data, "test")
     if args.limit_test:
@@ -114,11 +125,11 @@ def main(argv=None) -> dict:
     last = max(cks, key=lambda ck: ck.get("epoch") or 0)
     out = {"model": model.state_dict(), "config": cfg, "epoch": last.get("epoch"),
            "args": last.get("args"), "test_acc": acc, "test_images": len(test_x),
-           "averaged": sources, "bn_images": len(pick)}
+           "averaged": sources, "bn": args.bn, "bn_images": bn_images}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(out, args.out)
     report = {"out": shown(args.out), "test_acc": acc, "test_loss": loss,
-              "test_images": len(test_x),
+              "test_images": len(test_x), "bn": args.bn,
               "averaged": [{k: s[k] for k in ("path", "epoch", "test_acc")} for s in sources]}
     print(json.dumps(report, indent=1))
     return report

@@ -29,6 +29,9 @@ def test_learned_tensors_are_averaged_and_statistics_left_to_measure():
     avg = average_states([a, b, c], ["a", "b", "c"])
     assert torch.equal(avg["w"], torch.tensor([2.0, 3.0]))
     assert avg["bn.running_mean"].item() == 5.0 and avg["bn.num_batches_tracked"].item() == 3
+    kept = average_states([a, b, c], ["a", "b", "c"], stats=True)
+    assert torch.equal(kept["w"], avg["w"])
+    assert kept["bn.running_mean"].item() == 7.0 and kept["bn.num_batches_tracked"].item() == 3
     with pytest.raises(ValueError, match="b: w has shape"):
         average_states([a, {**b, "w": torch.zeros(3)}], ["a", "b"])
     with pytest.raises(ValueError, match="b holds other tensors"):
@@ -74,3 +77,18 @@ def test_average_refuses_mixed_networks_and_a_single_checkpoint(data, tmp_path):
               "--data", str(data)])
     with pytest.raises(ValueError, match="at least two checkpoints"):
         main(["--checkpoints", str(a), "--out", str(tmp_path / "o.pt"), "--data", str(data)])
+
+
+def test_average_can_keep_the_trained_statistics(data, tmp_path):
+    a = checkpoint(tmp_path / "a.pt", 0, 3)
+    b = checkpoint(tmp_path / "b.pt", 1, 4)
+    sa, sb = torch.load(a)["model"], torch.load(b)["model"]
+    name = next(k for k in sa if k.endswith("running_var"))
+    sb[name] = sb[name] * 3  # the two checkpoints' statistics differ
+    torch.save({**torch.load(b), "model": sb}, b)
+    out = tmp_path / "avg.pt"
+    report = main(["--checkpoints", str(a), str(b), "--out", str(out), "--data", str(data),
+                   "--bn", "average", "--threads", "1", "--no-progress"])
+    ck = load_checkpoint(out)
+    assert ck["bn"] == "average" and ck["bn_images"] is None and report["bn"] == "average"
+    assert torch.allclose(ck["model"][name], (sa[name] + sb[name]) / 2)
