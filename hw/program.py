@@ -548,7 +548,35 @@ def _allocate(instrs: list[Instr], bank: int) -> int:
 # -- memories and their cost on a 7-series FPGA -------------------------------------------
 # Simple dual port block RAM shapes (bits wide, words deep), in BRAM18 halves of a BRAM36.
 _BRAM18 = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
-DISTRIBUTED_DEPTH = 320  # memories this shallow go to LUT RAM (ram_style "distributed")
+DISTRIBUTED_DEPTH = 640  # memories this shallow go to LUT RAM (ram_style "distributed")
+# Memories the accelerator only reads (initialised from the plan): rom_style, not ram_style.
+ROMS = frozenset({"weights", "biases", "thetas", "head_w", "head_b"})
+
+
+def _halves_one_shape(width: int, depth: int) -> int:
+    """BRAM18 halves of a memory built in one aspect ratio, the cheapest."""
+    return min([2 * math.ceil(width / w) * math.ceil(depth / d) for w, d in _BRAM36]
+               + [math.ceil(width / w) * math.ceil(depth / d) for w, d in _BRAM18])
+
+
+def _halves_sliced(width: int, depth: int, shapes, halves: int) -> int:
+    """BRAM18 halves of a memory cut into column slices of different aspect ratios, all of
+    one primitive (``halves`` per unit of ``shapes``), the cheapest cut: a 40-bit word as four
+    9-bit slices and a 4-bit one."""
+    best = [0] + [math.inf] * width
+    for bits in range(1, width + 1):
+        best[bits] = min(halves * math.ceil(depth / d) + best[max(0, bits - w)]
+                         for w, d in shapes)
+    return best[width]
+
+
+def _halves_rom(width: int, depth: int) -> int:
+    """BRAM18 halves of a read-only memory as yosys maps it: true dual port shapes, column
+    slices of different aspect ratios, all BRAM36 (at most 36 bits wide) or all BRAM18 (at
+    most 18); yosys chooses between the two by its own cost, so the dearer of the two cuts."""
+    full = _halves_sliced(width, depth, [s for s in _BRAM36 if s[0] <= 36], 2)
+    half = _halves_sliced(width, depth, [s for s in _BRAM18 if s[0] <= 18], 1)
+    return max(full, half)
 
 
 @dataclass
@@ -564,18 +592,24 @@ class MemorySpec:
         return "distributed" if self.depth <= DISTRIBUTED_DEPTH else "block"
 
     @property
+    def rom(self) -> bool:
+        return self.name in ROMS
+
+    @property
     def bytes(self) -> int:
         return math.ceil(self.width * self.depth / 8)
 
     @property
     def bram36(self) -> float:
-        """Block RAM36 primitives (in halves: a BRAM18 is 0.5), one copy per read port."""
+        """Block RAM36 primitives (in halves: a BRAM18 is 0.5), one copy per read port, as
+        yosys ``synth_xilinx`` maps them, or a little more (``tests/hw/test_bram_cost.py``): a
+        memory with a write port in one aspect ratio, a read-only one in column slices."""
         if self.style != "block":
             return 0.0
-        halves = min([2 * math.ceil(self.width / w) * math.ceil(self.depth / d)
-                      for w, d in _BRAM36]
-                     + [math.ceil(self.width / w) * math.ceil(self.depth / d)
-                        for w, d in _BRAM18])
+        if self.rom:
+            halves = _halves_rom(self.width, self.depth)
+        else:
+            halves = _halves_one_shape(self.width, self.depth)
         return halves / 2 * self.read_ports
 
     @property

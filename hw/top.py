@@ -115,8 +115,7 @@ class Accelerator(wiring.Component):
 
         # -- memories -------------------------------------------------------------------------
         # Vivado and yosys: ram_style for memories with a write port, rom_style for the ROMs
-        rom = {"weights", "biases", "thetas", "head_w", "head_b"}
-        style = {s.name: {("rom_style" if s.name in rom else "ram_style"): s.style}
+        style = {s.name: {("rom_style" if s.rom else "ram_style"): s.style}
                  for s in memory_specs(plan)}
 
         def lane_mem(name, width):

@@ -11,9 +11,11 @@ The memories are exactly those hw/top.py builds for the model (``hw.program.memo
 plain Python: no HDL toolchain needed): weights, biases and thresholds in rows of P lanes, the
 head's weights, the image, the spike maps in four banks (allocated by liveness, time step
 innermost so no membrane or current buffer), the residual stream, the counters and the
-attention unit's K^T V scratch. Shallow memories (<= 320 words) are LUT RAM; the others map
-onto block RAM in the aspect ratio that needs the fewest BRAM18 / BRAM36 halves. A model fits a
-board when the block RAM leaves the required spare (15 % by default).
+attention unit's K^T V scratch. Shallow memories (<= 640 words) are LUT RAM; the others are
+block RAM, counted as yosys maps them or a little more (``hw.program.MemorySpec.bram36``): a
+memory with a write port in the aspect ratio that needs the fewest BRAM18 / BRAM36 halves, a
+ROM in column slices of different ratios. A model fits a board when the block RAM leaves the
+required spare (15 % by default).
 """
 
 from __future__ import annotations
