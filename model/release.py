@@ -3,9 +3,13 @@
     python -m model.release --checkpoint runs/spikingformer-2-64/best.pt --name default
 
 Writes ``models/<name>.sfm``, its weights ``models/<name>.pt`` and ``models/<name>.json``: config, the source checkpoint and its
-training settings, the file's sha256, and accuracies measured here: torch float and the
-integer golden model on the full CIFAR-10 test set (when ``--data`` has it) and on the bundled
-256 images.
+training settings, the file's sha256, the board whose on-chip memory it fits, and accuracies
+measured here: torch float and the integer golden model on the full CIFAR-10 test set (when
+``--data`` has it) and on the bundled 256 images.
+
+A model that does not fit the board (``--board``, default the Arty A7-35T, with 15 % of the
+block RAM spare: ``model.budget``) is refused before anything is written, with what is over and
+by how much.
 """
 
 from __future__ import annotations
@@ -59,9 +63,21 @@ def main(argv=None):
     p.add_argument("--data", default=None, help="CIFAR-10 with the full test split")
     p.add_argument("-n", type=int, default=0, help="evaluate the first n test images only")
     p.add_argument("--out-dir", default=str(REPO / "models"))
+    p.add_argument("--board", default="arty_a7_35",
+                   help="refuse a model that does not fit this board (model.budget); 'none': "
+                        "no check")
     args = p.parse_args(argv)
     model, ck = model_from_checkpoint(args.checkpoint)
     cm = compile_model(model, {"name": args.name})
+    fits = None
+    if args.board != "none":
+        from .budget import BudgetError, check
+
+        try:
+            _, total, allowed = check(cm, args.board)
+        except BudgetError as e:
+            raise SystemExit(f"error: {e}; nothing written") from None
+        fits = {"board": args.board, "bram36": total, "allowed_bram36": allowed}
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     digest = cm.save(out / f"{args.name}.sfm")
@@ -81,6 +97,7 @@ def main(argv=None):
         "training_command": _command(ck["args"]),
         "init_from": ck.get("init_from"),
         "weights": cm.weight_count,
+        "fits": fits,
     }
     sets = [("bundled_256", BUNDLED_TEST)]
     try:
