@@ -69,7 +69,7 @@ def _yosys_bram36(width: int, depth: int, rom: bool, tmp_path) -> float:
     (24, 3000, True),    # yosys 2, the budget 3
     (112, 2048, False),  # the 6-bit model's residual stream: 6.5, as budgeted
     (40, 2500, False),   # yosys 3.5, the budget 5: over, never under
-    # the weights ROM of 5-, 6- and 7-bit spikingformer-2-64 (about a minute each)
+    # the weights ROM of 5-, 6- and 7-bit spikingformer-2-64 (minutes each)
     pytest.param(40, 19947, True, marks=pytest.mark.slow),
     pytest.param(48, 19947, True, marks=pytest.mark.slow),
     pytest.param(56, 19947, True, marks=pytest.mark.slow),
