@@ -26,21 +26,23 @@ def test_rom_slices_and_ram_shapes():
 
 
 def _yosys_bram36(width: int, depth: int, rom: bool, tmp_path) -> float:
-    """RAMB36E1 + RAMB18E1 / 2 of one Amaranth memory, as hw.top builds it, after yosys's
-    memory mapping for the XC7."""
-    from amaranth.back import verilog
-    from amaranth.hdl import Elaboratable, Module, Signal, unsigned
-    from amaranth.lib import memory
+    """Block RAM36 (RAMB18 = 0.5) of one Amaranth memory, as hw.top builds it, through
+    ``hw.tools.synth`` (yosys ``synth_xilinx``)."""
+    from amaranth.hdl import Module, unsigned
+    from amaranth.lib import memory, wiring
+    from amaranth.lib.wiring import In, Out
 
-    from hw.tools import parse_stat, run_yosys
+    from hw.tools import synth
 
     rng = random.Random(width * depth)
     abits = (depth - 1).bit_length()
+    ports = {"ra": In(abits), "rd": Out(width)}
+    if not rom:
+        ports |= {"wa": In(abits), "wd": In(width), "we": In(1)}
 
-    class Top(Elaboratable):
+    class Top(wiring.Component):
         def __init__(self):
-            self.ra, self.rd = Signal(abits), Signal(width)
-            self.wa, self.wd, self.we = Signal(abits), Signal(width), Signal()
+            super().__init__(ports)
 
         def elaborate(self, platform):
             m = Module()
@@ -55,13 +57,7 @@ def _yosys_bram36(width: int, depth: int, rom: bool, tmp_path) -> float:
                 m.d.comb += [wp.addr.eq(self.wa), wp.data.eq(self.wd), wp.en.eq(self.we)]
             return m
 
-    top = Top()
-    ports = [top.ra, top.rd] + ([] if rom else [top.wa, top.wd, top.we])
-    (tmp_path / "top.v").write_text(verilog.convert(top, name="top", ports=ports))
-    run_yosys("read_verilog top.v\nsynth_xilinx -flatten -noiopad -top top -run begin:map_ffs\n"
-              "tee -q -o stat.txt stat\n", tmp_path)
-    cells = parse_stat((tmp_path / "stat.txt").read_text())
-    return cells.get("RAMB36E1", 0) + cells.get("RAMB18E1", 0) / 2
+    return synth(Top(), "top", tmp_path)["BRAM"]
 
 
 @pytest.mark.parametrize("width,depth,rom", [
