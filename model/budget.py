@@ -38,13 +38,6 @@ class BudgetError(ValueError):
     pass
 
 
-def bram36(width: int, depth: int) -> int:
-    """Fewest BRAM36 that hold ``depth`` words of ``width`` bits."""
-    if width <= 0 or depth <= 0:
-        return 0
-    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in BRAM36_SHAPES)
-
-
 def buffers(cm: CompiledModel, lanes: int = 8):
     """The accelerator's memories for this model (``hw.program.MemorySpec``: name, width,
     depth, style, bytes, bram36, lutram)."""

@@ -2,19 +2,27 @@
 
 import pytest
 
+from hw.program import MemorySpec
 from model import build_model, get_config
-from model.budget import BudgetError, bram36, buffers, check
+from model.budget import BudgetError, buffers, check
 from model.compiler import compile_model, randomize
 
 
-def test_bram36_aspect_ratios():
-    assert bram36(1, 32768) == 1
-    assert bram36(72, 512) == 1
-    assert bram36(64, 513) == 2
-    assert bram36(36, 1024) == 1
-    assert bram36(8, 4096) == 1  # 4K x 9
-    assert bram36(10, 4096) == 2
-    assert bram36(0, 10) == 0
+def ram(width, depth, read_ports=1):
+    """BRAM36 of a written memory (one aspect ratio), as the budget counts it."""
+    return MemorySpec("stream", width, depth, read_ports, "").bram36
+
+
+def test_ram_bram36_aspect_ratios():
+    assert ram(1, 32768) == 1
+    assert ram(72, 1024) == 2  # two 512 x 72
+    assert ram(64, 1024) == 2
+    assert ram(36, 1024) == 1
+    assert ram(8, 4096) == 1  # 4K x 9
+    assert ram(9, 2048) == 0.5  # one BRAM18
+    assert ram(10, 4096) == 1.5  # three BRAM18 of 4K x 4
+    assert ram(36, 1024, read_ports=2) == 2  # a copy per read port
+    assert ram(64, 640) == 0  # small enough for LUT RAM
 
 
 def compiled(name, **overrides):
