@@ -115,7 +115,8 @@ class ACConv(wiring.Component):
     def __init__(self, *, lanes: int = 8, ci_max: int = 64, co_max: int = 256,
                  hw_max: int = 32, t_max: int = 4, word_width: int = 64,
                  scan_width: int | None = None, weight_width: int = 8, bias_width: int = 16,
-                 acc_width: int = 20, windows: int = 4, spike_addr_width: int = 16, weight_addr_width: int = 16,
+                 acc_width: int = 20, windows: int = 4, spike_addr_width: int = 16,
+                 weight_addr_width: int = 16,
                  bias_addr_width: int = 10, counter_width: int = 32, planes_max: int = 1):
         self.lanes = _power_of_two("Lane count", lanes)
         self.ci_max = _positive("Maximum input channel count", ci_max)

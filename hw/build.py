@@ -220,7 +220,7 @@ def rtlil_rom_styles(il: str) -> tuple[str, list[str]]:
         written = set(re.findall(r'cell \$memwr(?:_v2)? \S+\n(?:(?!\n\s*end\n).)*?'
                                  r'parameter \\MEMID "\\\\(\S+)"', chunk, re.S))
 
-        def fix(m):
+        def fix(m, written=written):
             if m.group(2) in written:
                 return m.group(0)
             notes.append(f"{m.group(2)}: distributed ROM -> rom_style logic")
@@ -362,7 +362,8 @@ def build(board_name: str, model=DEFAULT_MODEL, out: Path | None = None, *, baud
     platform, top, plan = design(model, b, baud=baud, lanes=lanes)
     manifest = {"board": b.name, "part": b.part, **git_commit(),
                 "model": {"path": os.path.relpath(Path(model).resolve(), REPO),
-                          "sha256": plan.sha256, "config": "{arch}-{depth}-{dim}".format(**plan.config)
+                          "sha256": plan.sha256,
+                          "config": "{arch}-{depth}-{dim}".format(**plan.config)
                           if {"arch", "depth", "dim"} <= set(plan.config) else None},
                 "lanes": lanes, "baud": baud, "clk_hz": platform.default_clk_frequency,
                 "tools": versions(b.family)}

@@ -27,9 +27,25 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .crc import INIT, crc16_byte
-from .host import (CMD_COUNTERS, CMD_INFO, CMD_LOAD, CMD_RESULT, CMD_START, ERR_CMD, ERR_CRC,
-                   ERR_LEN, ERR_RANGE, ERR_TIMEOUT, INFO_SIZE, RSP_ERROR, RSP_FLAG, SYNC_REQ,
-                   SYNC_RSP, VERSION, Info)
+from .host import (
+    CMD_COUNTERS,
+    CMD_INFO,
+    CMD_LOAD,
+    CMD_RESULT,
+    CMD_START,
+    ERR_CMD,
+    ERR_CRC,
+    ERR_LEN,
+    ERR_RANGE,
+    ERR_TIMEOUT,
+    INFO_SIZE,
+    RSP_ERROR,
+    RSP_FLAG,
+    SYNC_REQ,
+    SYNC_RSP,
+    VERSION,
+    Info,
+)
 
 
 def uart_divisor(clk_hz: float, baud: float, tolerance: float = 0.02) -> int:

@@ -274,8 +274,9 @@ def assign_widths(graph: list[dict], cfg: Config) -> list[dict]:
         for key in ("bits", "mem_bits"):
             if L.get(key, 0) > MAX_BITS:
                 raise CompileError(
-                    f"{L['name']}: needs {L[key]}-bit {'membrane' if key == 'mem_bits' else 'values'}"
-                    f", more than the {MAX_BITS} bits the golden model and RTL support")
+                    f"{L['name']}: needs {L[key]}-bit "
+                    f"{'membrane' if key == 'mem_bits' else 'values'}, more than the "
+                    f"{MAX_BITS} bits the golden model and RTL support")
         out.append(L)
     return out
 

@@ -1,8 +1,8 @@
 """CIFAR-10 loading and batch augmentation.
 
 Sources, by what ``--data`` points at:
-- a folder with ``train.npz`` / ``test.npz`` (arrays ``images`` uint8 [N, 32, 32, 3] and ``labels``),
-  as in ``../shared/data/cifar10``;
+- a folder with ``train.npz`` / ``test.npz`` (arrays ``images`` uint8 [N, 32, 32, 3] and
+  ``labels``), as in ``../shared/data/cifar10``;
 - the official CIFAR-10 python batches (``data_batch_1..5``, ``test_batch``), or the folder
   ``cifar-10-batches-py`` that holds them;
 - a single ``.npz`` file with ``images`` and ``labels`` (the bundled test set).

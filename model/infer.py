@@ -77,7 +77,7 @@ def main(argv=None):
     print(f"model {name}: {cm.config['arch']}-{cm.config['depth']}-{cm.config['dim']}, "
           f"T={cm.config['T']}, {cm.config['weight_bits']}-bit weights")
     if args.images:
-        for path, c, lg in zip(args.images, res.classes, res.logits):
+        for path, c, lg in zip(args.images, res.classes, res.logits, strict=True):
             print(f"  {path}: {CLASSES[c]} (logits {lg.tolist()})")
     print(f"images           {len(images)}")
     if labels is not None:

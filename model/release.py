@@ -2,10 +2,10 @@
 
     python -m model.release --checkpoint runs/spikingformer-2-64/best.pt --name default
 
-Writes ``models/<name>.sfm``, its weights ``models/<name>.pt`` and ``models/<name>.json``: config, the source checkpoint and its
-training settings, the file's sha256, the board whose on-chip memory it fits, and accuracies
-measured here: torch float and the integer golden model on the full CIFAR-10 test set (when
-``--data`` has it) and on the bundled 256 images.
+Writes ``models/<name>.sfm``, its weights ``models/<name>.pt`` and ``models/<name>.json``:
+config, the source checkpoint and its training settings, the file's sha256, the board whose
+on-chip memory it fits, and accuracies measured here: torch float and the integer golden model
+on the full CIFAR-10 test set (when ``--data`` has it) and on the bundled 256 images.
 
 A model that does not fit the board (``--board``, default the Arty A7-35T, with 15 % of the
 block RAM spare: ``model.budget``) is refused before anything is written, with what is over and

@@ -42,8 +42,15 @@ def check_model(model: Path, n: int = 4, sim: str = "verilator", shards: int = 2
     from model.golden import run_batched
     from model.modelfile import CompiledModel
 
-    from .run import (build, compare, debug_image, default_maxcycles, load_images, simulate,
-                      summarize)
+    from .run import (
+        build,
+        compare,
+        debug_image,
+        default_maxcycles,
+        load_images,
+        simulate,
+        summarize,
+    )
 
     gen = Path(out) if out else Path(model).with_suffix("")
     cm = CompiledModel.load(model)

@@ -70,7 +70,7 @@ def build_report(cm, plan: dict, counters: np.ndarray, cycles: np.ndarray, golde
     rtl = energy_report(cm, rtl_result(cm, plan, counters))
     paper = energy_report(cm, golden)
     layers = []
-    for r, g in zip(rtl["layers"], paper["layers"]):
+    for r, g in zip(rtl["layers"], paper["layers"], strict=True):
         layers.append({"name": r["name"], "op": r["op"], "sops": r["sops"], "macs": r["macs"],
                        "adds": r["adds"], "weight_reads": r["weight_reads"],
                        "act_reads": r["act_reads"], "act_writes": r["act_writes"],

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -197,7 +198,7 @@ def keep_results(run_dir: str | Path, digest: str | None, data: str,
 def _ranges(n: int, shards: int) -> list[tuple[int, int]]:
     shards = max(1, min(shards, n))
     cuts = [round(i * n / shards) for i in range(shards + 1)]
-    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+    return [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
 
 
 def _count_lines(path: Path) -> int:
@@ -371,8 +372,7 @@ def debug_image(cm, plan: dict, gen_dir, build_dir, sim: str, image: np.ndarray,
     """Rerun one image with the trace on; the first spike-map difference from the golden."""
     from model.golden import run as golden_run
 
-    from .trace import (first_difference, format_difference, golden_planes, parse_trace,
-                        rebuild_maps)
+    from .trace import first_difference, format_difference, golden_planes, parse_trace, rebuild_maps
 
     d = run_dir / f"debug_{index}"
     simulate(gen_dir, build_dir, sim, image[None], d, first=index, shards=1, trace=True,

@@ -171,7 +171,8 @@ def first_difference(plan: dict, maps: dict[str, RebuiltMap],
             result.update(layer=layer, instructions=rm.instructions, stray=rm.stray, bits=0,
                           positions=0)
             return result
-        t, c, y, x = min(zip(*np.nonzero(diff)), key=lambda p: (p[0], p[2], p[3], p[1]))
+        t, c, y, x = min(zip(*np.nonzero(diff), strict=True),
+                         key=lambda p: (p[0], p[2], p[3], p[1]))
         nw = rm.written.shape[3]
         ww = map_word_width(plan, next(i for i in plan["instructions"]
                                        if i["index"] == rm.instructions[0])["writes"])

@@ -88,7 +88,7 @@ def test_host_over_uart_bits_with_fake_accelerator():
 
     info, res, led_class, code, err_led, again = run_board(sb, body)
     assert info.baud == 250_000 and info.clk_hz == 1_000_000 and again == info
-    for img, r in zip(imgs, res):
+    for img, r in zip(imgs, res, strict=True):
         ref = fake.reference(img)
         assert (r.cls, r.cycles, r.logits, r.counters) == \
             (ref["cls"], ref["cycles"], ref["logits"], ref["counters"])

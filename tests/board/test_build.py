@@ -139,8 +139,8 @@ def test_ecp5_bitstream_is_reproducible(tmp_path):
 def test_ecp5_flow_failure_shows_the_tools_log(tmp_path, monkeypatch):
     """yosys runs quietly into its log: a failed flow quotes that log, not an empty output."""
     fake = tmp_path / "yosys"
-    fake.write_text('#!/bin/sh\n# -q -l LOG SCRIPT\necho "ERROR: Assert failed in rtlil.cc" > "$3"\n'
-                    'exit 1\n')
+    fake.write_text('#!/bin/sh\n# -q -l LOG SCRIPT\n'
+                    'echo "ERROR: Assert failed in rtlil.cc" > "$3"\nexit 1\n')
     fake.chmod(0o755)
     for var in ("YOSYS", "NEXTPNR_ECP5", "ECPPACK"):
         monkeypatch.setenv(var, str(fake))

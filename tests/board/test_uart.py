@@ -147,7 +147,7 @@ def test_uart_framing_error_then_recovers():
     assert got == [0xC3, 0x00]
 
 
-# -- frame engine, byte level -----------------------------------------------------------------------
+# -- frame engine, byte level ----------------------------------------------------------------------
 TIMEOUT = 60
 
 
@@ -258,7 +258,7 @@ def test_engine_info_and_classify():
         return out
 
     fake = FakeAccel()
-    for img, r in zip(images, run_engine(body, fake)):
+    for img, r in zip(images, run_engine(body, fake), strict=True):
         ref = fake.reference(img)
         assert (r.cls, r.cycles, r.logits, r.counters) == \
             (ref["cls"], ref["cycles"], ref["logits"], ref["counters"])

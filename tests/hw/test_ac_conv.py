@@ -70,7 +70,7 @@ def pack_spikes(x, word_width, rng=None):
 def pack_rows(values, lanes, width):
     """Rows of ``lanes`` two's complement integers, lane l at bits [l * width, (l+1) * width)."""
     mask = (1 << width) - 1
-    return [sum((int(v) & mask) << (l * width) for l, v in enumerate(row)) for row in values]
+    return [sum((int(v) & mask) << (lane * width) for lane, v in enumerate(row)) for row in values]
 
 
 def pack_weights(w, lanes):
@@ -102,7 +102,7 @@ def expected_beats(case: Case, lanes):
     for pos in range(H * W):
         for t in range(T):
             for g in range(groups):
-                mask = sum(1 << l for l in range(lanes) if g * lanes + l < Co)
+                mask = sum(1 << lane for lane in range(lanes) if g * lanes + lane < Co)
                 cur = [int(v) for v in yp[t, g * lanes:(g + 1) * lanes, pos // W, pos % W]]
                 beats.append((pos, t, g, mask, cur))
     return beats
@@ -181,8 +181,8 @@ def decode(layout, lanes, acc_width, value):
     fields = {name: (value >> f.offset) & ((1 << f.width) - 1)
               for name, f in layout}
     cur = []
-    for l in range(lanes):
-        v = (fields["current"] >> (l * acc_width)) & ((1 << acc_width) - 1)
+    for lane in range(lanes):
+        v = (fields["current"] >> (lane * acc_width)) & ((1 << acc_width) - 1)
         cur.append(v - (1 << acc_width) if v >> (acc_width - 1) else v)
     return fields["pos"], fields["t"], fields["group"], fields["mask"], cur, fields["last"]
 

@@ -168,8 +168,9 @@ def check(dut, cases, results, seed):
                  f"{order}, ready level {case['level']}")
         got = [(b.t, b.token, b.channel, b.mask, b.last) for b in r["beats"]]
         want = expected_beats(case, dut.lanes)
-        assert got == want, f"{where}: beat order/fields differ, first at " \
-            f"{next((j for j, (a, b) in enumerate(zip(got, want)) if a != b), len(want))}"
+        first = next((j for j, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
+                     min(len(got), len(want)))
+        assert got == want, f"{where}: beat order/fields differ, first at {first}"
         y = np.zeros((T, C, N), dtype=np.int64)
         for b in r["beats"]:
             for lane in range(dut.lanes):

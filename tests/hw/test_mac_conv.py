@@ -62,7 +62,7 @@ def expected_beats(c: Case, lanes):
     groups = -(-Co // lanes)
     yp = np.zeros((groups * lanes, H, W), dtype=np.int64)
     yp[:Co] = y
-    return [(pos, g, sum(1 << l for l in range(lanes) if g * lanes + l < Co),
+    return [(pos, g, sum(1 << lane for lane in range(lanes) if g * lanes + lane < Co),
              [int(v) for v in yp[g * lanes:(g + 1) * lanes, pos // W, pos % W]])
             for pos in range(H * W) for g in range(groups)]
 
@@ -169,7 +169,7 @@ def run_cases(cases, *, lanes):
 
 
 def check(cases, results, lanes):
-    for c, (beats, counters, cycles) in zip(cases, results, strict=True):
+    for c, (beats, counters, _cycles) in zip(cases, results, strict=True):
         Ci, Co, H, W = c.shape
         want = expected_beats(c, lanes)
         assert len(beats) == len(want), f"{c.name}: {len(beats)} beats, want {len(want)}"

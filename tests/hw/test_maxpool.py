@@ -111,7 +111,7 @@ def edge_cases():
 
 
 def check(cases, results):
-    for i, ((x, stride, ib, ob), r) in enumerate(zip(cases, results, strict=True)):
+    for i, ((x, stride, _ib, _ob), r) in enumerate(zip(cases, results, strict=True)):
         ref = ref_maxpool(x[None])
         counts = maxpool_counts(x[None], ref)
         where = f"case {i} (seed {SEED}): T,C,H,W={x.shape} stride {stride}"

@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from model import build_model, get_config
-from model.checkpoint import (CheckpointError, infer_config, load_reference_state_dict, main,
-                              map_key, read_state_dict)
+from model.checkpoint import (
+    CheckpointError,
+    infer_config,
+    load_reference_state_dict,
+    main,
+    map_key,
+    read_state_dict,
+)
 from model.config import Config
 from model.train import load_checkpoint, model_from_checkpoint
 
@@ -153,7 +159,7 @@ def test_missing_keys_listed():
     ref = reference()
     del ref["block.1.attn.k_conv.weight"], ref["head.bias"]
     with pytest.raises(CheckpointError, match=r"Missing keys \(2, in the model, not in the "
-                       r"checkpoint\): block\.1\.attn\.k_conv\.weight, head\.bias$") as err:
+                       r"checkpoint\): block\.1\.attn\.k_conv\.weight, head\.bias$"):
         load_reference_state_dict(build_model("spikingformer-2-16"), ref)
 
 

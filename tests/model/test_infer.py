@@ -42,7 +42,7 @@ def test_png_images(model_file, tmp_path, capsys):
     text = capsys.readouterr().out
     from model.modelfile import CompiledModel
     res = run(CompiledModel.load(model_file), x[:2])
-    for p, lg in zip(paths, res.logits):
+    for p, lg in zip(paths, res.logits, strict=True):
         assert f"{p}: " in text and str(lg.tolist()) in text
 
 

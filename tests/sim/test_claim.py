@@ -28,7 +28,8 @@ def test_block_inputs_are_spikes_or_the_spike_sum_stream(name, top):
     assert 1 <= hi <= top and (hi > 1) == (top > 1)
     assert all(v.min() >= 0 and v.size == 2 * 2 * 16 * 4 for v in vals.values())
     if top > 1:  # the stream grows by at most one per add
-        assert [int(v.max()) <= b for v, b in zip(vals.values(), (2, 3, 4, 5))] == [True] * 4
+        assert [int(v.max()) <= b
+                for v, b in zip(vals.values(), (2, 3, 4, 5), strict=True)] == [True] * 4
 
 
 def _row(arch, pj, cycles, bit_acs=0.0, macs=0.0):

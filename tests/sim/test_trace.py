@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from sim.trace import (encode_writes, first_difference, format_difference, parse_trace,
-                       rebuild_maps, write_trace)
+from sim.trace import (
+    encode_writes,
+    first_difference,
+    format_difference,
+    parse_trace,
+    rebuild_maps,
+    write_trace,
+)
 
 SEED = 5301
 
