@@ -185,8 +185,10 @@ def plot(runs: dict[str, list[dict]], marks: dict[str, float], goal: float | Non
             keep = x >= p["fitted"][0]
             ax.plot(x[keep], y[keep], "--", color=line.get_color(), lw=1,
                     label=f"{name}, fit and projection: {p['acc']:.1f} % at epoch {p['epoch']}")
-            ax.errorbar([p["epoch"]], [p["acc"]], color=line.get_color(), capsize=3,
-                        yerr=[[p["acc"] - p["low"]], [p["high"] - p["acc"]]])
+            # the refits' 10-90 % range need not hold the fit's own value when few epochs
+            # pin the form down: drawn as a range beside the point, not as error bars
+            ax.vlines([p["epoch"]], p["low"], p["high"], color=line.get_color(), lw=1)
+            ax.plot([p["epoch"]], [p["acc"]], "o", ms=4, color=line.get_color())
             lr_ax.plot(x[ep[-1] - 1:], p["lr"][ep[-1] - 1:], ":", color=line.get_color(),
                        alpha=0.25)
     for i, (name, acc) in enumerate(marks.items()):

@@ -105,3 +105,16 @@ def test_upto_keeps_the_earlier_epochs(tmp_path, capsys):
     assert [r["epoch"] for r in next(iter(runs.values()))] == [1]
     with pytest.raises(ValueError, match="--upto 0 leaves a run without epochs"):
         main(["--runs", str(run), "--out", str(tmp_path / "c.png"), "--upto", "0"])
+
+
+def test_plot_takes_a_projection_outside_its_refit_range(tmp_path):
+    """Few epochs leave the fit loose: its own value may fall outside the refits' 10-90 %."""
+    from model.curve import plot
+
+    rows = [json.loads(_epoch(e, 0.5 + 0.01 * e)) for e in range(1, 6)]
+    x = np.arange(1, 11, dtype=float)
+    proj = {"epoch": 10, "acc": 60.0, "low": 61.0, "high": 70.0, "fitted": (1, 5),
+            "curve": (x, 50 + x), "lr": 1e-3 / x}
+    out = tmp_path / "c.png"
+    plot({"run": rows}, {}, 0.86, out, planned=10, projections={"run": proj})
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
