@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.budget import BRAM36_SHAPES as _BRAM36
 from model.golden import input_planes
 from model.modelfile import CompiledModel
 
@@ -546,7 +545,8 @@ def _allocate(instrs: list[Instr], bank: int) -> int:
 
 
 # -- memories and their cost on a 7-series FPGA -------------------------------------------
-# Simple dual port block RAM shapes (bits wide, words deep), in BRAM18 halves of a BRAM36.
+# Simple dual port block RAM shapes (bits wide, words deep): a BRAM36 and a BRAM18, its half.
+_BRAM36 = ((1, 32768), (2, 16384), (4, 8192), (9, 4096), (18, 2048), (36, 1024), (72, 512))
 _BRAM18 = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
 DISTRIBUTED_DEPTH = 640  # memories this shallow go to LUT RAM (ram_style "distributed")
 # Memories the accelerator only reads (initialised from the plan): rom_style, not ram_style.

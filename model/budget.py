@@ -30,8 +30,6 @@ BOARDS = {  # BRAM36 count of the part
     "arty_a7_35": 50,   # XC7A35T: 20,800 LUT, 41,600 FF, 50 BRAM36 (225 KB), 90 DSP48
     "arty_a7_100": 135,  # XC7A100T
 }
-BRAM36_SHAPES = ((1, 32768), (2, 16384), (4, 8192), (9, 4096), (18, 2048), (36, 1024),
-                 (72, 512))
 
 
 class BudgetError(ValueError):
