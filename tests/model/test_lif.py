@@ -107,3 +107,32 @@ def test_compiled_loops_give_the_same_spikes_and_gradients():
     # gradients may differ in the last bits of a float; nothing else may.
     for e, c in zip(eager[2:], compiled[2:], strict=True):
         torch.testing.assert_close(c, e, rtol=4 * torch.finfo(e.dtype).eps, atol=1e-9)
+
+
+def test_any_memory_layout_gives_the_same_spikes_and_gradients():
+    """The loops run over x in its own memory order: a channels-last map, a transposed one
+    and a contiguous one give the same spikes and gradients, in x's layout, as the loops
+    applied to x as it is shaped (per-channel integer thresholds included)."""
+    from model.lif import _charge_fire, _through_time
+
+    gen = torch.Generator().manual_seed(1)
+    T, B, C, H = 4, 3, 5, 6
+    base = torch.randint(-40, 40, (T, B, C, H, H), generator=gen).double()
+    theta = torch.randint(1, 30, (C, 1, 1), generator=gen).double()
+    unit = torch.rand(C, 1, 1, generator=gen, dtype=torch.float64) + 0.1
+    weight = torch.randn(T, B, C, H, H, generator=gen, dtype=torch.float64)
+    s_ref, hs = _charge_fire(base, 8.0, theta, unit)
+    g_ref = _through_time(weight, hs, theta, unit, 8.0)
+    assert s_ref.sum() > 0 and g_ref.abs().sum() > 0
+
+    channels_last = base.reshape(T * B, C, H, H).contiguous(
+        memory_format=torch.channels_last).reshape(T, B, C, H, H)
+    transposed = base.transpose(3, 4).contiguous().transpose(3, 4)
+    for x in (base, channels_last, transposed):
+        assert torch.equal(x, base)
+        a = x.clone(memory_format=torch.preserve_format).requires_grad_()
+        s = lif_int(a, theta, 4, unit)
+        assert s.stride() == a.stride()
+        (s * weight).sum().backward()
+        assert torch.equal(s, s_ref)
+        assert torch.equal(a.grad, g_ref)
