@@ -15,10 +15,29 @@ layer's spike map (named as the layer in the compiled model and the golden model
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from . import quant
 from .lif import lif, lif_int
+
+# The dtype float-mode convs compute in (None: their own, float32); see conv_precision.
+_conv_dtype: list[torch.dtype | None] = [None]
+
+
+@contextlib.contextmanager
+def conv_precision(dtype: torch.dtype | None):
+    """Within this block, float-mode convs and linears compute in ``dtype`` (torch.bfloat16 for
+    model.train --bf16) and hand back float32: spikes are exact in bfloat16, weights and sums
+    keep 8 significant bits, and batch norm, the residual stream, the neurons, attention and
+    the classifier head stay float32. The integer mode is never affected."""
+    before = _conv_dtype[0]
+    _conv_dtype[0] = dtype
+    try:
+        yield
+    finally:
+        _conv_dtype[0] = before
 
 
 class Run:
@@ -66,7 +85,12 @@ class Run:
         folds a per-input-channel factor into the weights first (the input normalization).
         """
         if not self.integer:
-            y = conv(x)
+            if _conv_dtype[0] is None:
+                y = conv(x)
+            else:
+                with torch.autocast(x.device.type, dtype=_conv_dtype[0]):
+                    y = conv(x)
+                y = y.to(x.dtype)
             if bn is not None:
                 y = bn(y.transpose(1, 2)).transpose(1, 2) if _tokens_last(conv, x) else bn(y)
             return y, None

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from . import build_model
 from .config import Config, get_config
 from .data import augment, load_split
+from .layers import conv_precision
 
 
 def parse_args(argv=None):
@@ -65,6 +66,10 @@ def parse_args(argv=None):
                    help="run the LIF loops as kernels from torch.compile (needs a C++ "
                         "compiler; an epoch of spikingformer-2-64 on 2 cores: 450 s, "
                         "600 s without)")
+    p.add_argument("--bf16", action="store_true",
+                   help="training steps compute the convs in bfloat16 (batch norm, neurons, "
+                        "attention and the stream stay float32; evaluation is all float32): "
+                        "a step of spikingformer-2-64 (64 images) on one core 0.86 s -> 0.64 s")
     p.add_argument("--teacher", default=None,
                    help="distil from this teacher (a checkpoint of python -m model.teacher)")
     p.add_argument("--kd-alpha", type=float, default=0.5,
@@ -193,7 +198,7 @@ def main(argv=None):
         saved = state["args"]
         for k in ("epochs", "lr", "min_lr", "wd", "warmup", "label_smoothing", "batch_size",
                   "qat", "seed", "limit_train", "limit_test", "data", "eval_mode", "teacher",
-                  "kd_alpha", "kd_temperature"):
+                  "kd_alpha", "kd_temperature", "bf16"):
             if k in saved and k not in _explicit(argv):
                 setattr(args, k, saved[k])
     elif args.init:
@@ -203,6 +208,8 @@ def main(argv=None):
     if args.weight_bits and not state:
         cfg = Config.from_dict({**cfg.to_dict(), "weight_bits": args.weight_bits})
     eval_mode = args.eval_mode or ("int" if args.qat else "float")
+    if args.bf16 and args.qat:
+        raise ValueError("--bf16 does nothing with --qat: the integer mode computes in float64")
 
     torch.manual_seed(args.seed)
     model = build_model(cfg).to(dev.device, memory_format=torch.channels_last)
@@ -288,7 +295,8 @@ def main(argv=None):
             x = augment(torch.from_numpy(train_x[b]), g, fill=fill).to(
                 dev.device, torch.float32, memory_format=torch.channels_last)
             y = torch.from_numpy(train_y[b]).to(dev.device)
-            out_ = net(x)
+            with conv_precision(torch.bfloat16 if args.bf16 else None):
+                out_ = net(x)
             loss = F.cross_entropy(out_, y, label_smoothing=args.label_smoothing)
             if teacher is not None:
                 with torch.no_grad():

@@ -169,3 +169,48 @@ def test_eval_only_prints_json(data, tmp_path, capsys):
     assert rec["test_acc"] == acc and 0 <= acc <= 1
     assert rec["mode"] == "int" and rec["images"] == 16 and rec["config"] == CFG
     assert not (tmp_path / "ev").exists()  # evaluation writes nothing
+
+
+def test_bf16_runs_the_training_convs_in_bfloat16_and_evaluates_in_float32(data, tmp_path,
+                                                                          monkeypatch):
+    outputs = []  # (training?, dtype) of every conv's and linear's output but the head's
+
+    def spy(module, inputs, output):
+        outputs.append((module.training, output.dtype))
+
+    build = train.build_model
+
+    def build_and_watch(cfg):
+        net = build(cfg)
+        for name, m in net.named_modules():
+            if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)):
+                if name != "head":  # the classifier on the stream's mean: float32 always
+                    m.register_forward_hook(spy)
+        return net
+
+    monkeypatch.setattr(train, "build_model", build_and_watch)
+    out = tmp_path / "bf16"
+    run(data, out, "--epochs", "1", "--bf16")
+    assert train.load_checkpoint(out / "last.pt")["args"]["bf16"]
+    run(data, out, "--resume", "--epochs", "2")  # a resumed run keeps its precision
+    trained = {d for t, d in outputs if t}
+    evaluated = {d for t, d in outputs if not t}
+    assert trained == {torch.bfloat16} and evaluated == {torch.float32}
+    assert [r["epoch"] for r in log(out)] == [1, 2]
+
+    with pytest.raises(ValueError, match="--bf16 does nothing with --qat"):
+        run(data, tmp_path / "q", "--epochs", "1", "--bf16", "--qat")
+
+
+def test_conv_precision_leaves_the_integer_mode_exact():
+    torch.manual_seed(0)
+    net = build_model(CFG).eval()
+    img = torch.randint(0, 256, (2, 3, 32, 32)).double()
+    with torch.no_grad():
+        exact, floats = net(img, mode="int"), net(img.float(), mode="float")
+        with train.conv_precision(torch.bfloat16):
+            low_int, low_float = net(img, mode="int"), net(img.float(), mode="float")
+        after = net(img.float(), mode="float")
+    assert torch.equal(exact, low_int)
+    assert low_float.dtype == torch.float32 and not torch.equal(floats, low_float)
+    assert torch.equal(floats, after)  # the block ends, and float32 with it
