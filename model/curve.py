@@ -20,6 +20,12 @@ costs, which the falling cosine pays back. Fits in the epoch alone (a power law,
 exponential) cannot see that and disagree with each other by points. The interval comes from
 refitting to epochs drawn with replacement, so it measures the noise of the curve, not
 whether the form is right.
+
+``--to-epochs N`` carries the fit along the run's schedule stretched to N epochs (the same
+warm-up, rates and floor, a longer cosine): what the same network would end at with a longer
+schedule, from a run that is finished or not. That extrapolates the learned term beyond the
+rate-sums the run has seen; when the fitted exponent sits at the end of its range the form has
+no ceiling there, and the projection is an upper estimate.
 """
 
 from __future__ import annotations
@@ -91,21 +97,32 @@ def _fit(s: np.ndarray, r: np.ndarray, y: np.ndarray, cs: np.ndarray):
 
 
 def project(rows: list[dict], sched: dict, fit_from: int = 8, draws: int = 200,
-            seed: int = 0) -> dict:
+            seed: int = 0, epochs: int | None = None) -> dict:
     """Fit the epochs from ``fit_from`` on and project the test accuracy at the schedule's end.
 
+    With ``epochs``, the fit (to the run's own schedule) is carried along that schedule
+    stretched to ``epochs`` epochs (the same warm-up, rates and floor, the cosine longer): what
+    a longer run of the same network would end at, projected from this one, finished or not.
+
     Returns the projection (``acc``, 10-90 % ``low``/``high`` over refits to resampled
-    epochs), the fitted parameters, the rms residual, and the fitted curve for every epoch.
+    epochs), the fitted parameters, the rms residual, and the fitted curve for every epoch of
+    the schedule projected along.
     """
     total = int(sched["epochs"])
+    target = dict(sched, epochs=int(epochs)) if epochs else sched
+    end = int(target["epochs"])
     ep = np.array([r["epoch"] for r in rows if fit_from <= r["epoch"] <= total])
     if len(ep) < 6:
         raise ValueError(f"{len(ep)} epochs from epoch {fit_from} on; the projection needs 6")
-    if ep.max() >= total:
-        raise ValueError(f"the run has finished its {total} epochs; nothing to project")
+    if epochs and end <= total:
+        raise ValueError(f"--to-epochs {end} is no longer than the run's own {total} epochs")
+    if ep.max() >= end:
+        raise ValueError(f"the run has finished its {total} epochs; nothing to project "
+                         f"(--to-epochs projects a longer schedule)")
     y = np.array([100 * r["test_acc"] for r in rows if fit_from <= r["epoch"] <= total])
-    s_all, r_all = schedule(sched)
-    s, r = s_all[ep - 1], r_all[ep - 1]
+    s_own, r_own = schedule(sched)
+    s_all, r_all = schedule(target)
+    s, r = s_own[ep - 1], r_own[ep - 1]
     cs = np.geomspace(0.05, 3, 100)
     err, c, coef = _fit(s, r, y, cs)
     if coef is None:
@@ -123,19 +140,22 @@ def project(rows: list[dict], sched: dict, fit_from: int = 8, draws: int = 200,
             continue
         _, cb, coef = _fit(s[i], r[i], y[i], cs)
         if coef is not None:
-            ends.append(at(cb, coef, total - 1))
+            ends.append(at(cb, coef, end - 1))
     low, high = np.percentile(ends, [10, 90]) if ends else (np.nan, np.nan)
-    return {"epoch": total, "acc": float(at(c, (a, b, d), total - 1)), "low": float(low),
+    return {"epoch": end, "acc": float(at(c, (a, b, d), end - 1)), "low": float(low),
             "high": float(high), "a": float(a), "b": float(b), "c": float(c), "d": float(d),
             "rms": float(np.sqrt(err / len(ep))), "fitted": (int(ep.min()), int(ep.max())),
-            "edge": bool(c in (cs[0], cs[-1])),
-            "curve": (np.arange(1, total + 1), at(c, (a, b, d), np.arange(total))),
+            "edge": bool(c in (cs[0], cs[-1])), "stretched": end != total,
+            "curve": (np.arange(1, end + 1), at(c, (a, b, d), np.arange(end))),
+            "own": a - b * s_own ** -c - d * r_own,  # the fit along the run's own schedule
             "lr": r_all * sched["lr"]}
 
 
 def describe(name: str, p: dict) -> str:
     lo, hi = p["fitted"]
-    return (f"{name}: {p['acc']:.1f} % projected at epoch {p['epoch']} "
+    return (f"{name}: {p['acc']:.1f} % projected at epoch {p['epoch']}"
+            + (f" of the same schedule stretched to {p['epoch']} epochs" if p.get("stretched")
+               else "") + " "
             f"(10-90 %: {p['low']:.1f}-{p['high']:.1f}), fitted to epochs {lo}-{hi}: "
             f"acc = {p['a']:.2f} - {p['b']:.2f} S^-{p['c']:.3f} - {p['d']:.2f} lr/lr_max, "
             f"rms residual {p['rms']:.2f} points"
@@ -182,15 +202,18 @@ def plot(runs: dict[str, list[dict]], marks: dict[str, float], goal: float | Non
         p = (projections or {}).get(name)
         if p:
             x, y = p["curve"]
-            keep = x >= p["fitted"][0]
+            # along a stretched schedule the curve is another run's, whole; else the fit's
+            keep = x >= (1 if p.get("stretched") else p["fitted"][0])
+            what = (f"projected for {p['epoch']} epochs" if p.get("stretched")
+                    else "fit and projection")
             ax.plot(x[keep], y[keep], "--", color=line.get_color(), lw=1,
-                    label=f"{name}, fit and projection: {p['acc']:.1f} % at epoch {p['epoch']}")
+                    label=f"{name}, {what}: {p['acc']:.1f} % at epoch {p['epoch']}")
             # the refits' 10-90 % range need not hold the fit's own value when few epochs
             # pin the form down: drawn as a range beside the point, not as error bars
             ax.vlines([p["epoch"]], p["low"], p["high"], color=line.get_color(), lw=1)
             ax.plot([p["epoch"]], [p["acc"]], "o", ms=4, color=line.get_color())
-            lr_ax.plot(x[ep[-1] - 1:], p["lr"][ep[-1] - 1:], ":", color=line.get_color(),
-                       alpha=0.25)
+            since = 0 if p.get("stretched") else ep[-1] - 1
+            lr_ax.plot(x[since:], p["lr"][since:], ":", color=line.get_color(), alpha=0.25)
     for i, (name, acc) in enumerate(marks.items()):
         ax.axhline(100 * acc, color=f"C{i + len(runs)}", lw=1, ls="--",
                    label=f"models/{name}.sfm, integer: {100 * acc:.2f} %")
@@ -223,10 +246,15 @@ def main(argv=None) -> dict[str, list[dict]]:
                    help="project each unfinished run's accuracy at the end of its schedule")
     p.add_argument("--fit-from", type=int, default=8,
                    help="first epoch the projection fits (default 8: past the warm-up)")
+    p.add_argument("--to-epochs", type=int, default=None, metavar="N",
+                   help="with --project: carry each run's fit along its schedule stretched to "
+                        "N epochs (what a longer run would end at; finished runs too)")
     p.add_argument("--upto", type=int, default=None,
                    help="use epochs up to this one only (to check an earlier projection "
                         "against the epochs that followed)")
     args = p.parse_args(argv)
+    if args.to_epochs is not None and not args.project:
+        p.error("--to-epochs needs --project")
     names = {shown(r).removeprefix("runs/"): r for r in args.runs}
     runs = {name: read_log(r) for name, r in names.items()}
     full = runs
@@ -243,19 +271,21 @@ def main(argv=None) -> dict[str, list[dict]]:
                 notes.append(f"{name}: no last.pt, so no schedule to project along")
                 continue
             try:
-                projections[name] = project(runs[name], sched, args.fit_from)
+                projections[name] = project(runs[name], sched, args.fit_from,
+                                            epochs=args.to_epochs)
                 notes.append(describe(name, projections[name]))
                 later = [r for r in full[name] if r["epoch"] > args.upto] if args.upto else []
                 if later:
-                    x, y = projections[name]["curve"]
+                    y = projections[name]["own"]  # the later epochs ran the own schedule
                     off = [100 * r["test_acc"] - y[r["epoch"] - 1] for r in later]
                     notes.append(f"{name}: epochs {later[0]['epoch']}-{later[-1]['epoch']} "
                                  f"came out {sum(off) / len(off):+.2f} points from this fit "
                                  f"on average ({min(off):+.2f} to {max(off):+.2f})")
             except ValueError as e:
                 notes.append(f"{name}: not projected: {e}")
-    plot(runs, marks, args.goal, Path(args.out),
-         max((int(p["epochs"]) for p in plans.values() if p), default=0) or None, projections)
+    planned = max([int(p["epochs"]) for p in plans.values() if p]
+                  + [p["epoch"] for p in projections.values()], default=0)
+    plot(runs, marks, args.goal, Path(args.out), planned or None, projections)
     print(table(runs))
     for note in notes:
         print(note)

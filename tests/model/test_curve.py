@@ -118,3 +118,41 @@ def test_plot_takes_a_projection_outside_its_refit_range(tmp_path):
     out = tmp_path / "c.png"
     plot({"run": rows}, {}, 0.86, out, planned=10, projections={"run": proj})
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_projection_along_a_longer_schedule():
+    """A finished run's fit, carried along its schedule stretched to 80 epochs, ends where the
+    same form ends on the 80-epoch schedule; the epochs after --upto are judged against the
+    fit along the run's own schedule, not the stretched one."""
+    a, b, c, d = 85.0, 60.0, 1.5, 9.0
+    rows, _ = _synthetic(40, a, b, c, d, noise=0.0)
+    p = project(rows, SCHED, fit_from=4, epochs=80)
+    s80, r80 = schedule({**SCHED, "epochs": 80})
+    truth = a - b * s80[-1] ** -c - d * r80[-1]
+    assert p["epoch"] == 80 and p["stretched"] and len(p["curve"][1]) == 80
+    assert p["acc"] == pytest.approx(truth, abs=0.2)
+    assert p["acc"] > rows[-1]["test_acc"] * 100 + 0.3  # the longer cosine learns more
+    s40, r40 = schedule(SCHED)
+    assert np.allclose(p["own"][3:], (a - b * s40 ** -c - d * r40)[3:], atol=0.2)  # fitted
+    with pytest.raises(ValueError, match="no longer than the run's own 40 epochs"):
+        project(rows, SCHED, epochs=40)
+
+
+def test_curve_projects_a_finished_run_to_more_epochs(tmp_path, capsys):
+    rows, _ = _synthetic(40, noise=0.0)
+    run = _log(tmp_path, [json.dumps({**r, "test_images": 10000, "eval_mode": "float"})
+                          for r in rows])
+    torch = pytest.importorskip("torch")
+    torch.save({"model": {}, "config": {}, "args": SCHED}, run / "last.pt")
+    out = tmp_path / "c.png"
+    main(["--runs", str(run), "--out", str(out), "--no-bundled", "--project"])
+    assert "finished its 40 epochs" in capsys.readouterr().out
+    main(["--runs", str(run), "--out", str(out), "--no-bundled", "--project", "--to-epochs",
+          "80", "--upto", "30"])
+    printed = capsys.readouterr().out
+    assert "projected at epoch 80 of the same schedule stretched to 80 epochs" in printed
+    (came,) = [ln for ln in printed.splitlines() if "epochs 31-40 came out" in ln]
+    off = float(came.split("came out ")[1].split(" points")[0])
+    assert abs(off) < 0.1, came  # against the stretched curve it would be points off
+    with pytest.raises(SystemExit):
+        main(["--runs", str(run), "--out", str(out), "--to-epochs", "80"])
