@@ -53,6 +53,15 @@ def _synthetic(upto, a=85.0, b=60.0, c=1.5, d=9.0, noise=0.3, seed=1):
     return rows, a - b * s[-1] ** -c - d * r[-1]
 
 
+def _scheduled_run(tmp_path, rows):
+    """A run folder with these epochs logged and a last.pt that gives SCHED as its schedule."""
+    run = _log(tmp_path, [json.dumps({**r, "test_images": 10000, "eval_mode": "float"})
+                          for r in rows])
+    torch = pytest.importorskip("torch")
+    torch.save({"model": {}, "config": {}, "args": SCHED}, run / "last.pt")
+    return run
+
+
 def test_schedule_follows_the_training_rate():
     s, r = schedule(SCHED)
     assert len(s) == len(r) == 40
@@ -85,10 +94,7 @@ def test_projection_refuses_what_it_cannot_fit():
 
 def test_curve_draws_the_projection(tmp_path, capsys):
     rows, _ = _synthetic(20)
-    run = _log(tmp_path, [json.dumps({**r, "test_images": 10000, "eval_mode": "float"})
-                          for r in rows])
-    torch = pytest.importorskip("torch")
-    torch.save({"model": {}, "config": {}, "args": SCHED}, run / "last.pt")
+    run = _scheduled_run(tmp_path, rows)
     out = tmp_path / "c.png"
     main(["--runs", str(run), "--out", str(out), "--no-bundled", "--project"])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -140,10 +146,7 @@ def test_projection_along_a_longer_schedule():
 
 def test_curve_projects_a_finished_run_to_more_epochs(tmp_path, capsys):
     rows, _ = _synthetic(40, noise=0.0)
-    run = _log(tmp_path, [json.dumps({**r, "test_images": 10000, "eval_mode": "float"})
-                          for r in rows])
-    torch = pytest.importorskip("torch")
-    torch.save({"model": {}, "config": {}, "args": SCHED}, run / "last.pt")
+    run = _scheduled_run(tmp_path, rows)
     out = tmp_path / "c.png"
     main(["--runs", str(run), "--out", str(out), "--no-bundled", "--project"])
     assert "finished its 40 epochs" in capsys.readouterr().out
