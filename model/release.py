@@ -127,4 +127,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:  # a model file's errors are ValueErrors
+        sys.exit(f"error: {e}")

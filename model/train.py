@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -141,7 +142,10 @@ def load_checkpoint(path: str | Path, needs: tuple[str, ...] = ("model", "config
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No checkpoint at {path}")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:  # not one, or cut
+        raise ValueError(f"{path} cannot be read as {kind}: torch.load says {e}") from None
     if not isinstance(ck, dict) or any(k not in ck for k in needs):
         raise ValueError(f"{path} is not {kind} (needs "
                          f"{' and '.join(repr(k) for k in needs)})")
@@ -349,4 +353,7 @@ def _explicit(argv) -> set[str]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")

@@ -214,3 +214,34 @@ def test_conv_precision_leaves_the_integer_mode_exact():
     assert torch.equal(exact, low_int)
     assert low_float.dtype == torch.float32 and not torch.equal(floats, low_float)
     assert torch.equal(floats, after)  # the block ends, and float32 with it
+
+
+def test_a_checkpoint_that_is_not_one_is_refused_with_its_path(tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("# not a checkpoint\n")
+    with pytest.raises(ValueError,
+                       match="notes.pt cannot be read as a training checkpoint of this project"):
+        train.load_checkpoint(text)
+    whole = tmp_path / "whole.pt"
+    init_checkpoint(whole)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[:len(whole.read_bytes()) // 2])
+    with pytest.raises(ValueError, match="cut.pt cannot be read as a training checkpoint"):
+        train.load_checkpoint(cut)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["model.compiler", "--checkpoint", "{bad}", "--out", "{tmp}/m.sfm"],
+     "cannot be read as a training checkpoint"),
+    (["model.infer", "--model", "{bad}"], "not a compiled model file"),
+    (["model.train", "--out", "{tmp}/nothing", "--resume"], "No checkpoint at"),
+])
+def test_command_lines_say_what_is_wrong_without_a_traceback(tmp_path, argv, says):
+    bad = tmp_path / "bad.bin"
+    bad.write_text("# neither a checkpoint nor a model file\n")
+    argv = [a.format(bad=bad, tmp=tmp_path) for a in argv]
+    r = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True,
+                       cwd=REPO, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.startswith("error: ") and says in r.stderr
+    assert "Traceback" not in r.stderr
