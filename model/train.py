@@ -280,6 +280,7 @@ def main(argv=None):
     if dev.main:
         out.mkdir(parents=True, exist_ok=True)
     acc = best
+    paces = []  # seconds per epoch in this process
     for epoch in range(start_epoch, args.epochs):
         net.train()
         set_qat(model, args.qat)
@@ -325,6 +326,12 @@ def main(argv=None):
                    "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1),
                    "images": int(seen), "test_images": len(test_x)}
             print(json.dumps(rec), file=sys.stderr)
+            paces.append(rec["seconds"])
+            left = args.epochs - (epoch + 1)
+            rest = eta(left * sum(paces) / len(paces))
+            print(f"epoch {epoch + 1}/{args.epochs}: test {acc:.2%} (best {max(best, acc):.2%})"
+                  + (f"; {left} epoch{'s' * (left > 1)} left, about {rest} at this session's "
+                     f"pace" if left else "; done"), file=sys.stderr)
             with open(out / "log.jsonl", "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
             ck = {"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -344,6 +351,11 @@ def main(argv=None):
                             out / "snapshots" / f"epoch_{epoch + 1}.pt")
     dev.close()
     return acc
+
+
+def eta(seconds: float) -> str:
+    """A duration as a person reads it: '40 min', '3.2 h'."""
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _explicit(argv) -> set[str]:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,9 +45,13 @@ def assert_same_optimizer(a: dict, b: dict):
 
 
 @pytest.mark.parametrize("config", [CFG, "spikformer-1-16"])
-def test_two_epochs_write_checkpoints_and_log(data, tmp_path, config):
+def test_two_epochs_write_checkpoints_and_log(data, tmp_path, config, capsys):
     out = tmp_path / "run"
     run(data, out, "--epochs", "2", "--snapshots", config=config)
+    said = capsys.readouterr().err
+    assert re.search(r"epoch 1/2: test \d+\.\d\d% \(best \d+\.\d\d%\); 1 epoch left, "
+                     r"about \d+ min at this session's pace", said), said
+    assert "epoch 2/2: test" in said and "; done" in said
     assert (out / "last.pt").exists() and (out / "best.pt").exists()
     lines = log(out)
     assert [r["epoch"] for r in lines] == [1, 2]
