@@ -248,7 +248,8 @@ def main(argv=None) -> dict[str, list[dict]]:
                    help="first epoch the projection fits (default 8: past the warm-up)")
     p.add_argument("--to-epochs", type=int, default=None, metavar="N",
                    help="with --project: carry each run's fit along its schedule stretched to "
-                        "N epochs (what a longer run would end at; finished runs too)")
+                        "N epochs (what a longer run would end at; finished runs too; a run "
+                        "already on an N-epoch schedule along its own)")
     p.add_argument("--upto", type=int, default=None,
                    help="use epochs up to this one only (to check an earlier projection "
                         "against the epochs that followed)")
@@ -271,8 +272,9 @@ def main(argv=None) -> dict[str, list[dict]]:
                 notes.append(f"{name}: no last.pt, so no schedule to project along")
                 continue
             try:
-                projections[name] = project(runs[name], sched, args.fit_from,
-                                            epochs=args.to_epochs)
+                # a run already on an N-epoch schedule is projected along its own
+                to = None if args.to_epochs == int(sched["epochs"]) else args.to_epochs
+                projections[name] = project(runs[name], sched, args.fit_from, epochs=to)
                 notes.append(describe(name, projections[name]))
                 later = [r for r in full[name] if r["epoch"] > args.upto] if args.upto else []
                 if later:

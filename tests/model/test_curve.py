@@ -8,8 +8,8 @@ import pytest
 from model.curve import main, project, read_log, schedule
 
 
-def _log(tmp_path, lines):
-    run = tmp_path / "run"
+def _log(tmp_path, lines, name="run"):
+    run = tmp_path / name
     run.mkdir()
     (run / "log.jsonl").write_text("\n".join(lines) + "\n")
     return run
@@ -53,12 +53,12 @@ def _synthetic(upto, a=85.0, b=60.0, c=1.5, d=9.0, noise=0.3, seed=1):
     return rows, a - b * s[-1] ** -c - d * r[-1]
 
 
-def _scheduled_run(tmp_path, rows):
-    """A run folder with these epochs logged and a last.pt that gives SCHED as its schedule."""
+def _scheduled_run(tmp_path, rows, sched=SCHED, name="run"):
+    """A run folder with these epochs logged and a last.pt that gives its schedule."""
     run = _log(tmp_path, [json.dumps({**r, "test_images": 10000, "eval_mode": "float"})
-                          for r in rows])
+                          for r in rows], name)
     torch = pytest.importorskip("torch")
-    torch.save({"model": {}, "config": {}, "args": SCHED}, run / "last.pt")
+    torch.save({"model": {}, "config": {}, "args": sched}, run / "last.pt")
     return run
 
 
@@ -157,5 +157,12 @@ def test_curve_projects_a_finished_run_to_more_epochs(tmp_path, capsys):
     (came,) = [ln for ln in printed.splitlines() if "epochs 31-40 came out" in ln]
     off = float(came.split("came out ")[1].split(" points")[0])
     assert abs(off) < 0.1, came  # against the stretched curve it would be points off
+    # a run already on the 80-epoch schedule, beside it, is projected along its own
+    longer = _scheduled_run(tmp_path, _synthetic(20)[0], {**SCHED, "epochs": 80}, "long")
+    main(["--runs", str(run), str(longer), "--out", str(out), "--no-bundled", "--project",
+          "--to-epochs", "80"])
+    printed = capsys.readouterr().out
+    (mine,) = [ln for ln in printed.splitlines() if "long: " in ln and "projected" in ln]
+    assert "projected at epoch 80 (" in mine and "stretched" not in mine
     with pytest.raises(SystemExit):
         main(["--runs", str(run), "--out", str(out), "--to-epochs", "80"])
