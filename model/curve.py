@@ -109,12 +109,12 @@ def project(rows: list[dict], sched: dict, fit_from: int = 8, draws: int = 200,
     the schedule projected along.
     """
     total = int(sched["epochs"])
-    target = dict(sched, epochs=int(epochs)) if epochs else sched
+    target = dict(sched, epochs=int(epochs)) if epochs is not None else sched
     end = int(target["epochs"])
     ep = np.array([r["epoch"] for r in rows if fit_from <= r["epoch"] <= total])
     if len(ep) < 6:
         raise ValueError(f"{len(ep)} epochs from epoch {fit_from} on; the projection needs 6")
-    if epochs and end <= total:
+    if epochs is not None and end <= total:
         raise ValueError(f"--to-epochs {end} is no longer than the run's own {total} epochs")
     if ep.max() >= end:
         raise ValueError(f"the run has finished its {total} epochs; nothing to project "

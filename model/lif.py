@@ -103,9 +103,12 @@ class _LIF(torch.autograd.Function):
     reset v_t = h_t (1 - s_t), the reset detached. Only the membranes h are kept for backward.
 
     The loops see x as [T, n] in x's own memory order (channels-last maps included), so each
-    time step is one dense run of memory: elementwise, the same numbers in any order, and the
-    compiled loops vectorize (a channels-last [T, B, C, H, W] view ran them up to 10 times
-    slower). The spikes come back in x's layout.
+    time step is one dense run of memory and the compiled loops vectorize (a channels-last
+    [T, B, C, H, W] view ran them up to 10 times slower). Elementwise, so the spikes are the
+    same in any order; the surrogate's sigmoid may differ in the last bits of a float between
+    an element in a vector lane and one in a loop's tail, so gradients agree to a few ulp. The
+    spikes come back in x's layout, as a view of the loops' output: modify them in place only
+    outside autograd (nothing here does).
     """
 
     @staticmethod

@@ -67,11 +67,12 @@ def parse_args(argv=None):
                    help="run the LIF loops as kernels from torch.compile (needs a C++ "
                         "compiler; a training step of spikingformer-2-64 about 1.5x faster, "
                         "1.27 s -> 0.85 s on one thread)")
-    p.add_argument("--bf16", action="store_true",
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
                    help="training steps compute the convs in bfloat16 (batch norm, neurons, "
                         "attention and the stream stay float32; evaluation is all float32): "
                         "a training step of spikingformer-2-64 1.2-1.35x faster "
-                        "(bench/train_precision.py)")
+                        "(bench/train_precision.py). A resumed run keeps its setting unless "
+                        "--bf16 or --no-bf16 is given; the integer mode (--qat) ignores it")
     p.add_argument("--teacher", default=None,
                    help="distil from this teacher (a checkpoint of python -m model.teacher)")
     p.add_argument("--kd-alpha", type=float, default=0.5,
@@ -144,7 +145,8 @@ def load_checkpoint(path: str | Path, needs: tuple[str, ...] = ("model", "config
         raise FileNotFoundError(f"No checkpoint at {path}")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:  # not one, or cut
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ImportError,
+            AttributeError) as e:  # not torch.save's, cut short, or another project's classes
         raise ValueError(f"{path} cannot be read as {kind}: torch.load says {e}") from None
     if not isinstance(ck, dict) or any(k not in ck for k in needs):
         raise ValueError(f"{path} is not {kind} (needs "
@@ -214,7 +216,10 @@ def main(argv=None):
         cfg = Config.from_dict({**cfg.to_dict(), "weight_bits": args.weight_bits})
     eval_mode = args.eval_mode or ("int" if args.qat else "float")
     if args.bf16 and args.qat:
-        raise ValueError("--bf16 does nothing with --qat: the integer mode computes in float64")
+        if "bf16" in _explicit(argv):
+            raise ValueError("--bf16 does nothing with --qat: the integer mode computes in "
+                             "float64")
+        args.bf16 = False  # inherited from a resumed float run: the integer mode has no use
 
     torch.manual_seed(args.seed)
     model = build_model(cfg).to(dev.device, memory_format=torch.channels_last)
@@ -281,6 +286,7 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
     acc = best
     paces = []  # seconds per epoch in this process
+    _training[0] = True
     for epoch in range(start_epoch, args.epochs):
         net.train()
         set_qat(model, args.qat)
@@ -353,19 +359,27 @@ def main(argv=None):
     return acc
 
 
+# Whether main() has reached its epochs: errors before that are the user's input.
+_training = [False]
+
+
 def eta(seconds: float) -> str:
     """A duration as a person reads it: '40 min', '3.2 h'."""
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _explicit(argv) -> set[str]:
-    """Option names given on the command line (they win over a resumed run's settings)."""
+    """Option names given on the command line (they win over a resumed run's settings);
+    --no-X counts as X."""
     argv = sys.argv[1:] if argv is None else argv
-    return {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+    names = {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+    return names | {n[3:] for n in names if n.startswith("no_")}
 
 
 if __name__ == "__main__":
     try:
         main()
     except (ValueError, FileNotFoundError) as e:
+        if _training[0]:  # a failure once the epochs run keeps its traceback
+            raise
         sys.exit(f"error: {e}")

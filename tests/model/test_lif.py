@@ -111,8 +111,9 @@ def test_compiled_loops_give_the_same_spikes_and_gradients():
 
 def test_any_memory_layout_gives_the_same_spikes_and_gradients():
     """The loops run over x in its own memory order: a channels-last map, a transposed one
-    and a contiguous one give the same spikes and gradients, in x's layout, as the loops
-    applied to x as it is shaped (per-channel integer thresholds included)."""
+    and a contiguous one give the same spikes, in x's layout, as the loops applied to x as it
+    is shaped (per-channel integer thresholds included), and the same gradients up to the last
+    bits of the surrogate's sigmoid, which the CPU computes apart in a vector's tail."""
     from model.lif import _charge_fire, _through_time
 
     gen = torch.Generator().manual_seed(1)
@@ -135,4 +136,5 @@ def test_any_memory_layout_gives_the_same_spikes_and_gradients():
         assert s.stride() == a.stride()
         (s * weight).sum().backward()
         assert torch.equal(s, s_ref)
-        assert torch.equal(a.grad, g_ref)
+        torch.testing.assert_close(a.grad, g_ref, rtol=16 * torch.finfo(g_ref.dtype).eps,
+                                   atol=0)

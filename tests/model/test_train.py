@@ -202,9 +202,18 @@ def test_bf16_runs_the_training_convs_in_bfloat16_and_evaluates_in_float32(data,
     evaluated = {d for t, d in outputs if not t}
     assert trained == {torch.bfloat16} and evaluated == {torch.float32}
     assert [r["epoch"] for r in log(out)] == [1, 2]
+    outputs.clear()
+    run(data, out, "--resume", "--epochs", "3", "--no-bf16")  # and --no-bf16 turns it off
+    assert {d for _, d in outputs} == {torch.float32}
+    assert not train.load_checkpoint(out / "last.pt")["args"]["bf16"]
 
     with pytest.raises(ValueError, match="--bf16 does nothing with --qat"):
         run(data, tmp_path / "q", "--epochs", "1", "--bf16", "--qat")
+    # a bf16 run resumed as QAT: the setting it inherits is dropped, not refused
+    run(data, tmp_path / "q", "--epochs", "1", "--bf16")
+    run(data, tmp_path / "q", "--resume", "--qat", "--epochs", "2")
+    ck = train.load_checkpoint(tmp_path / "q" / "last.pt")
+    assert ck["args"]["qat"] and not ck["args"]["bf16"]
 
 
 def test_conv_precision_leaves_the_integer_mode_exact():
