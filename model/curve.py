@@ -207,10 +207,13 @@ def plot(runs: dict[str, list[dict]], marks: dict[str, float], goal: float | Non
             what = (f"projected for {p['epoch']} epochs" if p.get("stretched")
                     else "fit and projection")
             ax.plot(x[keep], y[keep], "--", color=line.get_color(), lw=1,
-                    label=f"{name}, {what}: {p['acc']:.1f} % at epoch {p['epoch']}")
+                    label=f"{name}, {what}: {p['acc']:.1f} % at epoch {p['epoch']} "
+                          f"(10-90 %: {p['low']:.1f}-{p['high']:.1f})")
             # the refits' 10-90 % range need not hold the fit's own value when few epochs
-            # pin the form down: drawn as a range beside the point, not as error bars
-            ax.vlines([p["epoch"]], p["low"], p["high"], color=line.get_color(), lw=1)
+            # pin the form down: drawn as a range beside the point, not as error bars, and
+            # within 0-100 % (a young run's refits can run past 100)
+            ax.vlines([p["epoch"]], max(p["low"], 0.0), min(p["high"], 100.0),
+                      color=line.get_color(), lw=1)
             ax.plot([p["epoch"]], [p["acc"]], "o", ms=4, color=line.get_color())
             since = 0 if p.get("stretched") else ep[-1] - 1
             lr_ax.plot(x[since:], p["lr"][since:], ":", color=line.get_color(), alpha=0.25)
