@@ -33,7 +33,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from model import build_model  # noqa: E402
 from model.config import Config  # noqa: E402
-from model.data import augment, load_split  # noqa: E402
+from model.data import augment, crop_fill, load_split  # noqa: E402
 from model.layers import conv_precision  # noqa: E402
 from model.lif import compile_loops  # noqa: E402
 from model.train import Dist, evaluate, load_checkpoint  # noqa: E402
@@ -64,8 +64,7 @@ def main(argv=None):
     net.load_state_dict(ck["model"])
     train_x, train_y = load_split(args.data, "train")
     gen = torch.Generator().manual_seed(0)
-    fill = net.patch_embed.zero_point.to(torch.uint8) if hasattr(net.patch_embed,
-                                                                   "zero_point") else None
+    fill = crop_fill(net)
 
     def batch(i):
         b = np.arange(i * BATCH, (i + 1) * BATCH)

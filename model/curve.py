@@ -129,8 +129,11 @@ def project(rows: list[dict], sched: dict, fit_from: int = 8, draws: int = 200,
         raise ValueError("no fit with accuracy rising in training and falling with the rate")
     a, b, d = coef
 
-    def at(c, coef, i):
-        return coef[0] - coef[1] * s_all[i] ** -c - coef[2] * r_all[i]
+    def form(c, coef, s, r):
+        return coef[0] - coef[1] * s ** -c - coef[2] * r
+
+    def at(c, coef, i):  # along the schedule projected along
+        return form(c, coef, s_all[i], r_all[i])
 
     rng = np.random.default_rng(seed)
     ends = []
@@ -147,7 +150,7 @@ def project(rows: list[dict], sched: dict, fit_from: int = 8, draws: int = 200,
             "rms": float(np.sqrt(err / len(ep))), "fitted": (int(ep.min()), int(ep.max())),
             "edge": bool(c in (cs[0], cs[-1])), "stretched": end != total,
             "curve": (np.arange(1, end + 1), at(c, (a, b, d), np.arange(end))),
-            "own": a - b * s_own ** -c - d * r_own,  # the fit along the run's own schedule
+            "own": form(c, (a, b, d), s_own, r_own),  # the fit along the run's own schedule
             "lr": r_all * sched["lr"]}
 
 

@@ -85,6 +85,13 @@ def load_split(data: str | Path | None, split: str) -> tuple[np.ndarray, np.ndar
         f"(data_batch_1..5, test_batch)")
 
 
+def crop_fill(model) -> torch.Tensor | None:
+    """What augment pads a network's crops with: its input zero point in pixels, if it has
+    one (the pixel that enters it as 0), else None (black)."""
+    zp = getattr(model.patch_embed, "zero_point", None)
+    return None if zp is None else zp.to(torch.uint8)
+
+
 def augment(images: torch.Tensor, gen: torch.Generator, pad: int = 4,
             fill: torch.Tensor | None = None) -> torch.Tensor:
     """Random crop (padding ``pad``, filled with ``fill`` per channel) and horizontal flip."""

@@ -118,16 +118,15 @@ class _LIF(torch.autograd.Function):
         th, un = (_per_element(p, x.shape[1:], order) for p in (theta, u))
         out, hs = _loops["forward"](_flat(x, order), a, th, un)
         ctx.save_for_backward(hs, th, un)
-        ctx.a, ctx.order, ctx.shape = a, order, shape
         back = sorted(range(len(order)), key=order.__getitem__)
+        ctx.a, ctx.order, ctx.back, ctx.shape = a, order, back, shape
         return out.reshape(shape).permute(back)
 
     @staticmethod
     def backward(ctx, grad_s):
         hs, th, un = ctx.saved_tensors
         g = _loops["backward"](_flat(grad_s, ctx.order).contiguous(), hs, th, un, ctx.a)
-        back = sorted(range(len(ctx.order)), key=ctx.order.__getitem__)
-        return g.reshape(ctx.shape).permute(back), None, None, None
+        return g.reshape(ctx.shape).permute(ctx.back), None, None, None
 
 
 def lif(x: torch.Tensor, v_th: float = 1.0) -> torch.Tensor:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from . import build_model
 from .config import Config, get_config
-from .data import augment, load_split
+from .data import augment, crop_fill, load_split
 from .layers import conv_precision
 
 
@@ -274,8 +274,7 @@ def main(argv=None):
     net = model
     if dev.enabled:
         net = torch.nn.parallel.DistributedDataParallel(model)
-    fill = model.patch_embed.zero_point.to(torch.uint8) if hasattr(model.patch_embed,
-                                                                     "zero_point") else None
+    fill = crop_fill(model)
     steps_per_epoch = len(train_x) // (args.batch_size * dev.world)
     if steps_per_epoch == 0:
         raise ValueError(f"{len(train_x)} training images are fewer than one batch "
