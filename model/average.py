@@ -136,7 +136,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    from model.cli import run
+
+    run(main)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
@@ -68,7 +67,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:  # a model file's errors are ValueErrors
-        sys.exit(f"error: {e}")
+    from model.cli import run
+
+    run(main)

@@ -246,7 +246,6 @@ def main(argv=None) -> Path:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (CheckpointError, FileNotFoundError) as e:
-        sys.exit(f"python -m model.checkpoint: {e}")
+    from model.cli import run
+
+    run(main, prefix="python -m model.checkpoint")

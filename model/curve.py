@@ -302,7 +302,6 @@ def main(argv=None) -> dict[str, list[dict]]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    from model.cli import run
+
+    run(main)

@@ -36,7 +36,7 @@ import numpy as np
 
 from .data import BUNDLED_TEST, REPO, load_split, shown
 from .golden import COUNTERS, Result, run_batched
-from .modelfile import CompiledModel, ModelFileError
+from .modelfile import CompiledModel
 
 PJ_SOP = 0.9  # an accumulate (AC) triggered by a spike
 PJ_MAC = 4.6  # a multiply-accumulate
@@ -408,7 +408,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ModelFileError, ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    from model.cli import run
+
+    run(main)

@@ -127,7 +127,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:  # a model file's errors are ValueErrors
-        sys.exit(f"error: {e}")
+    from model.cli import run
+
+    run(main)

@@ -199,7 +199,6 @@ def main(argv=None) -> float:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    from model.cli import run
+
+    run(main)

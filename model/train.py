@@ -376,9 +376,6 @@ def _explicit(argv) -> set[str]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:
-        if _training[0]:  # a failure once the epochs run keeps its traceback
-            raise
-        sys.exit(f"error: {e}")
+    from model.cli import run
+
+    run(main, keep_traceback=lambda: _training[0])
