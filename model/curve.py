@@ -25,7 +25,9 @@ whether the form is right.
 warm-up, rates and floor, a longer cosine): what the same network would end at with a longer
 schedule, from a run that is finished or not. That extrapolates the learned term beyond the
 rate-sums the run has seen; when the fitted exponent sits at the end of its range the form has
-no ceiling there, and the projection is an upper estimate.
+no ceiling there, and the projection is an upper estimate. A run among ``--runs`` that
+follows the stretched schedule (same rates and warm-up, N epochs) tests that projection: the
+notes give its test accuracy less the projected curve's, per block of ten epochs.
 """
 
 from __future__ import annotations
@@ -154,6 +156,22 @@ def project(rows: list[dict], sched: dict, fit_from: int = 8, draws: int = 200,
             "lr": r_all * sched["lr"]}
 
 
+def against(p: dict, rows: list[dict], start: int = 8, block: int = 10) -> list[tuple]:
+    """How a run on the schedule a projection was carried along compares with it: per block
+    of ``block`` epochs from ``start`` on, (first, last, mean, min, max) of the run's test
+    accuracy less the projected curve's, in points."""
+    x, y = p["curve"]
+    off = {r["epoch"]: 100 * r["test_acc"] - y[r["epoch"] - 1]
+           for r in rows if start <= r["epoch"] <= len(x)}
+    out = []
+    for lo in range(start, max(off, default=0) + 1, block):
+        d = [off[e] for e in range(lo, lo + block) if e in off]
+        if d:
+            got = [e for e in range(lo, lo + block) if e in off]
+            out.append((got[0], got[-1], float(np.mean(d)), min(d), max(d)))
+    return out
+
+
 def describe(name: str, p: dict) -> str:
     lo, hi = p["fitted"]
     return (f"{name}: {p['acc']:.1f} % projected at epoch {p['epoch']}"
@@ -240,6 +258,26 @@ def plot(runs: dict[str, list[dict]], marks: dict[str, float], goal: float | Non
     plt.close(fig)
 
 
+def _tracking(projections: dict, plans: dict, runs: dict, start: int) -> list[str]:
+    """Notes on runs that follow a schedule another run's fit was stretched to: the test of
+    that projection, block by block."""
+    notes = []
+    for name, p in projections.items():
+        if not p["stretched"]:
+            continue
+        target = dict(plans[name], epochs=p["epoch"])
+        for other, sched in plans.items():
+            if other == name or sched != target:
+                continue
+            blocks = against(p, runs[other], start)
+            if blocks:
+                notes.append(f"{other} against {name}'s projection to {p['epoch']} epochs "
+                             f"(its test accuracy less the projected, points): " + "; ".join(
+                                 f"epochs {a}-{b} {m:+.2f} ({lo:+.2f} to {hi:+.2f})"
+                                 for a, b, m, lo, hi in blocks))
+    return notes
+
+
 def main(argv=None) -> dict[str, list[dict]]:
     p = argparse.ArgumentParser(prog="python -m model.curve", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -291,6 +329,7 @@ def main(argv=None) -> dict[str, list[dict]]:
                                  f"on average ({min(off):+.2f} to {max(off):+.2f})")
             except ValueError as e:
                 notes.append(f"{name}: not projected: {e}")
+        notes += _tracking(projections, plans, full, args.fit_from)
     planned = max([int(p["epochs"]) for p in plans.values() if p]
                   + [p["epoch"] for p in projections.values()], default=0)
     plot(runs, marks, args.goal, Path(args.out), planned or None, projections)

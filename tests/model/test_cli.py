@@ -10,7 +10,8 @@ def _raising(exc):
     return main
 
 
-@pytest.mark.parametrize("exc", [ValueError("bad --lanes"), FileNotFoundError("no such file: x.sfm"),
+@pytest.mark.parametrize("exc", [ValueError("bad --lanes"),
+                                 FileNotFoundError("no such file: x.sfm"),
                                  ModelFileError("truncated header")])
 def test_a_users_error_ends_on_one_line(exc):
     with pytest.raises(SystemExit) as e:

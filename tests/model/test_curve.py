@@ -1,11 +1,12 @@
 """model.curve: training logs read strictly, plotted and tabulated."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
-from model.curve import main, project, read_log, schedule
+from model.curve import against, main, project, read_log, schedule
 
 
 def _log(tmp_path, lines, name="run"):
@@ -166,3 +167,29 @@ def test_curve_projects_a_finished_run_to_more_epochs(tmp_path, capsys):
     assert "projected at epoch 80 (" in mine and "stretched" not in mine
     with pytest.raises(SystemExit):
         main(["--runs", str(run), "--out", str(out), "--to-epochs", "80"])
+
+
+def test_a_run_on_the_stretched_schedule_is_held_against_the_projection(tmp_path, capsys):
+    """A run that follows the form along the 80-epoch schedule, one point above it, comes out
+    +1.00 against the 40-epoch run's projection to 80 epochs, block by block; a run on another
+    schedule is not compared."""
+    a, b, c, d = 85.0, 60.0, 1.5, 9.0
+    rows, _ = _synthetic(40, a, b, c, d, noise=0.0)
+    s80, r80 = schedule({**SCHED, "epochs": 80})
+    truth = a - b * s80 ** -c - d * r80
+    above = [{"epoch": e, "test_acc": (truth[e - 1] + 1.0) / 100} for e in range(1, 26)]
+    p = project(rows, SCHED, fit_from=4, epochs=80)
+    blocks = against(p, above, start=8)
+    assert [(lo, hi) for lo, hi, *_ in blocks] == [(8, 17), (18, 25)]
+    for _, _, mean, low, high in blocks:
+        assert mean == pytest.approx(1.0, abs=0.05) and low <= mean <= high
+    short = _scheduled_run(tmp_path, rows, name="short")
+    long = _scheduled_run(tmp_path, above, {**SCHED, "epochs": 80}, "long")
+    other = _scheduled_run(tmp_path, above, {**SCHED, "epochs": 80, "lr": 2e-3}, "other")
+    main(["--runs", str(short), str(long), str(other), "--out", str(tmp_path / "c.png"),
+          "--no-bundled", "--project", "--to-epochs", "80", "--fit-from", "4"])
+    notes = [ln for ln in capsys.readouterr().out.splitlines() if "projection to 80" in ln]
+    assert len(notes) == 1 and f"{long} against {short}'s projection" in notes[0]
+    got = re.findall(r"epochs (\d+)-(\d+) ([+-][\d.]+)", notes[0])
+    assert [(int(lo), int(hi)) for lo, hi, _ in got] == [(4, 13), (14, 23), (24, 25)]
+    assert all(abs(float(m) - 1.0) < 0.05 for *_, m in got), notes[0]
