@@ -165,9 +165,9 @@ def against(p: dict, rows: list[dict], start: int = 8, block: int = 10) -> list[
            for r in rows if start <= r["epoch"] <= len(x)}
     out = []
     for lo in range(start, max(off, default=0) + 1, block):
-        d = [off[e] for e in range(lo, lo + block) if e in off]
-        if d:
-            got = [e for e in range(lo, lo + block) if e in off]
+        got = [e for e in range(lo, lo + block) if e in off]
+        if got:
+            d = [off[e] for e in got]
             out.append((got[0], got[-1], float(np.mean(d)), min(d), max(d)))
     return out
 
