@@ -161,15 +161,23 @@ def against(p: dict, rows: list[dict], start: int = 8, block: int = 10) -> list[
     of ``block`` epochs from ``start`` on, (first, last, mean, min, max) of the run's test
     accuracy less the projected curve's, in points."""
     x, y = p["curve"]
-    off = {r["epoch"]: 100 * r["test_acc"] - y[r["epoch"] - 1]
-           for r in rows if start <= r["epoch"] <= len(x)}
+    off = offsets(y, [r for r in rows if start <= r["epoch"] <= len(x)])
     out = []
     for lo in range(start, max(off, default=0) + 1, block):
         got = [e for e in range(lo, lo + block) if e in off]
         if got:
-            d = [off[e] for e in got]
-            out.append((got[0], got[-1], float(np.mean(d)), min(d), max(d)))
+            out.append((got[0], got[-1], *spread([off[e] for e in got])))
     return out
+
+
+def offsets(curve: np.ndarray, rows: list[dict]) -> dict[int, float]:
+    """Each row's test accuracy less ``curve`` (indexed by epoch - 1), in points, by epoch."""
+    return {r["epoch"]: 100 * r["test_acc"] - float(curve[r["epoch"] - 1]) for r in rows}
+
+
+def spread(d: list[float]) -> tuple[float, float, float]:
+    """Mean, min and max."""
+    return float(np.mean(d)), min(d), max(d)
 
 
 def describe(name: str, p: dict) -> str:
@@ -322,11 +330,11 @@ def main(argv=None) -> dict[str, list[dict]]:
                 notes.append(describe(name, projections[name]))
                 later = [r for r in full[name] if r["epoch"] > args.upto] if args.upto else []
                 if later:
-                    y = projections[name]["own"]  # the later epochs ran the own schedule
-                    off = [100 * r["test_acc"] - y[r["epoch"] - 1] for r in later]
+                    # the later epochs ran the own schedule
+                    m, lo, hi = spread(list(offsets(projections[name]["own"], later).values()))
                     notes.append(f"{name}: epochs {later[0]['epoch']}-{later[-1]['epoch']} "
-                                 f"came out {sum(off) / len(off):+.2f} points from this fit "
-                                 f"on average ({min(off):+.2f} to {max(off):+.2f})")
+                                 f"came out {m:+.2f} points from this fit "
+                                 f"on average ({lo:+.2f} to {hi:+.2f})")
             except ValueError as e:
                 notes.append(f"{name}: not projected: {e}")
         notes += _tracking(projections, plans, full, args.fit_from)
