@@ -28,6 +28,13 @@ rate-sums the run has seen; when the fitted exponent sits at the end of its rang
 no ceiling there, and the projection is an upper estimate. A run among ``--runs`` that
 follows the stretched schedule (same rates and warm-up, N epochs) tests that projection: the
 notes give its test accuracy less the projected curve's, per block of ten epochs.
+
+Two runs on the same rates, one schedule longer, are also compared at equal rate, with no
+fitted form: the longer run's test accuracy, read off at the rate each of the shorter run's
+epochs ended at, less the shorter run's. The rate term is then the same for both, so the lead
+is what the longer run has learned beyond the shorter; once the shorter run has finished, the
+notes say where the longer would end if its latest lead held, and if the lead went on falling
+as b (S_short^-c - S_long^-c), fitted to it.
 """
 
 from __future__ import annotations
@@ -178,6 +185,119 @@ def offsets(curve: np.ndarray, rows: list[dict]) -> dict[int, float]:
 def spread(d: list[float]) -> tuple[float, float, float]:
     """Mean, min and max."""
     return float(np.mean(d)), min(d), max(d)
+
+
+def equal_rate(short: list[dict], short_sched: dict, long: list[dict],
+               long_sched: dict) -> dict[int, tuple[float, float, float, float, float]]:
+    """A run on a longer schedule of the same rates against a shorter run at the same point
+    of the cosine, with no fitted form: for each of the shorter run's epochs past its warm-up,
+    (its rate at the epoch's end / full rate, the lead, its rate-sum S, the longer run's S at
+    that rate, the longer run's epoch at that rate, fractional). The lead is the longer run's
+    test accuracy at the same rate less the shorter run's. The longer run, with more epochs
+    per step of the rate, is the one read off at the rate, by linear interpolation between
+    its epochs past its warm-up (where its rate only falls); epochs of the shorter run at rates
+    the longer has not reached are left out."""
+    s_s, r_s = schedule(short_sched)
+    s_l, r_l = schedule(long_sched)
+    past = [r for r in long if np.ceil(long_sched["warmup"]) < r["epoch"] <= len(r_l)]
+    if len(past) < 2:
+        return {}
+    e_l = np.array([r["epoch"] for r in past])[::-1]  # rising rates, for np.interp
+    x = r_l[e_l - 1]
+    y = np.array([100 * r["test_acc"] for r in past])[::-1]
+    out = {}
+    for r in short:
+        e = r["epoch"]
+        if (np.ceil(short_sched["warmup"]) < e <= len(r_s)
+                and x[0] <= (rate := r_s[e - 1]) <= x[-1]):
+            out[e] = (float(rate), float(np.interp(rate, x, y)) - 100 * r["test_acc"],
+                      float(s_s[e - 1]), float(np.interp(rate, x, s_l[e_l - 1])),
+                      float(np.interp(rate, x, e_l)))
+    return out
+
+
+def fit_lead(lead: dict[int, tuple]) -> tuple[float, float, float]:
+    """The lead at equal rate as what the longer run has learned beyond the shorter, in the
+    learned term of the projection's form: lead = b (S_short^-c - S_long^-c); the rate term
+    is the same for both and drops out. Returns (b, c, rms residual)."""
+    _, d, s1, s2, _ = (np.array(v) for v in zip(*lead.values(), strict=True))
+    return _fit_lead(d, s1, s2)
+
+
+def _fit_lead(d, s1, s2):
+    best = (np.inf, 0.0, 0.0)
+    for c in np.geomspace(0.05, 3, 100):
+        f = s1 ** -c - s2 ** -c
+        b = float(f @ d / (f @ f))
+        err = float(np.sum((b * f - d) ** 2))
+        if b >= 0 and err < best[0]:
+            best = (err, b, float(c))
+    return best[1], best[2], float(np.sqrt(best[0] / len(d)))
+
+
+def lead_at_end(lead: dict[int, tuple], s_short: float, s_long: float, draws: int = 200,
+                seed: int = 0) -> tuple[float, float, float]:
+    """``fit_lead`` carried to the rate-sums the two schedules end at: (lead, and its 10-90 %
+    over refits to epochs drawn with replacement)."""
+    _, d, s1, s2, _ = (np.array(v) for v in zip(*lead.values(), strict=True))
+    b, c, _ = _fit_lead(d, s1, s2)
+    rng = np.random.default_rng(seed)
+    ends = []
+    for _ in range(draws):
+        i = rng.integers(0, len(d), len(d))
+        bb, cc, _ = _fit_lead(d[i], s1[i], s2[i])
+        ends.append(bb * (s_short ** -cc - s_long ** -cc))
+    low, high = np.percentile(ends, [10, 90])
+    return float(b * (s_short ** -c - s_long ** -c)), float(low), float(high)
+
+
+def _equal_rate_notes(plans: dict, runs: dict, start: int, block: int = 10) -> list[str]:
+    """Notes on each pair of runs on the same rates, one schedule longer than the other: the
+    lead at equal rate from the shorter run's epoch ``start`` on, in blocks of about ``block``
+    of the longer run's epochs, and, when the shorter run has finished, where the longer would
+    end if its lead over those last epochs held, and if the lead went on as ``fit_lead``
+    fits it."""
+    notes = []
+    for short, ss in plans.items():
+        for long, ls in plans.items():
+            if not (ss and ls) or ls["epochs"] <= ss["epochs"] or any(
+                    ls[k] != ss[k] for k in ("lr", "min_lr", "warmup")):
+                continue
+            lead = {e: v for e, v in equal_rate(runs[short], ss, runs[long], ls).items()
+                    if e >= start}
+            if not lead:
+                continue
+            step = max(1, round(block * ss["epochs"] / ls["epochs"]))  # short epochs a block
+            blocks = []
+            for lo in range(start, max(lead) + 1, step):
+                got = [lead[e] for e in range(lo, lo + step) if e in lead]
+                if got:
+                    blocks.append((min(lo + step - 1, max(lead)), lo, round(got[0][4]),
+                                   round(got[-1][4]), *np.mean([g[:2] for g in got], 0)))
+            note = (f"{long} ({ls['epochs']} epochs) against {short} ({ss['epochs']}) at the "
+                    f"same rate (its test accuracy less {short}'s at the same rate / full "
+                    f"rate, points): " + "; ".join(
+                        f"epochs {lo}-{hi} of {short}, about {a}-{b} of {long}, rate {r:.2f}: "
+                        f"{m:+.2f}" for hi, lo, a, b, r, m in blocks))
+            end = runs[short][-1]
+            if end["epoch"] == ss["epochs"]:
+                acc = 100 * end["test_acc"]
+                hi, lo, *_, m = blocks[-1]
+                note += (f". {short} ended at {acc:.2f} %; if the lead of its epochs {lo}-{hi} "
+                         f"({m:+.2f}) held to the end of the cosine, {long} would end near "
+                         f"{acc + m:.1f} %")
+                if len(blocks) > 1 and m < blocks[0][-1]:
+                    note += f" (it has fallen from {blocks[0][-1]:+.2f})"
+                if len(lead) >= 6:
+                    b, c, rms = fit_lead(lead)
+                    at_end, low, high = lead_at_end(lead, schedule(ss)[0][-1],
+                                                    schedule(ls)[0][-1])
+                    note += (f"; fitted as {b:.2f} (S_short^-{c:.3f} - S_long^-{c:.3f}) in the "
+                             f"rate-sums (rms residual {rms:.2f} points), the lead comes to "
+                             f"{at_end:+.2f} at the end ({low:+.2f} to {high:+.2f}): near "
+                             f"{acc + at_end:.1f} % ({acc + low:.1f}-{acc + high:.1f})")
+            notes.append(note)
+    return notes
 
 
 def describe(name: str, p: dict) -> str:
@@ -338,6 +458,7 @@ def main(argv=None) -> dict[str, list[dict]]:
             except ValueError as e:
                 notes.append(f"{name}: not projected: {e}")
         notes += _tracking(projections, plans, full, args.fit_from)
+    notes += _equal_rate_notes(plans, runs, args.fit_from)
     planned = max([int(p["epochs"]) for p in plans.values() if p]
                   + [p["epoch"] for p in projections.values()], default=0)
     plot(runs, marks, args.goal, Path(args.out), planned or None, projections)

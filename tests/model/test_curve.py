@@ -193,3 +193,51 @@ def test_a_run_on_the_stretched_schedule_is_held_against_the_projection(tmp_path
     got = re.findall(r"epochs (\d+)-(\d+) ([+-][\d.]+)", notes[0])
     assert [(int(lo), int(hi)) for lo, hi, _ in got] == [(4, 13), (14, 23), (24, 25)]
     assert all(abs(float(m) - 1.0) < 0.05 for *_, m in got), notes[0]
+
+
+def test_a_longer_schedule_is_held_against_a_shorter_at_equal_rate(tmp_path, capsys):
+    """Two runs that follow the form on the 40- and 80-epoch schedules of the same rates: at
+    equal rate the rate term drops out and the lead is the learned term's difference, which
+    fit_lead recovers and carries to where the 80-epoch run ends."""
+    from model.curve import equal_rate, fit_lead, lead_at_end
+
+    a, b, c, d = 85.0, 60.0, 1.5, 9.0
+    short, _ = _synthetic(40, a, b, c, d, noise=0.0)
+    sched80 = {**SCHED, "epochs": 80}
+    s80, r80 = schedule(sched80)
+    truth = a - b * s80 ** -c - d * r80
+    long = [{"epoch": e, "test_acc": truth[e - 1] / 100} for e in range(1, 36)]
+    lead = equal_rate(short, SCHED, long, sched80)
+    # the shorter run's warm-up and its rates below the longer run's last are left out
+    s40, r40 = schedule(SCHED)
+    assert sorted(lead) == [e for e in range(3, 41) if r40[e - 1] >= r80[34]]
+    assert sorted(lead)[-1] == 18
+    # read off linearly between the longer run's epochs, where its cosine is as far along
+    for e, (rate, got, s1, s2, at) in lead.items():
+        assert rate == r40[e - 1] and s1 == s40[e - 1]
+        assert at == pytest.approx(2 + (e - 2) * 78 / 38, abs=0.05)
+        assert s2 == pytest.approx(np.interp(at, range(1, 81), s80), abs=0.01)
+        assert got == pytest.approx(b * (s1 ** -c - s2 ** -c), abs=0.02 if e >= 8 else 0.2)
+    fb, fc, rms = fit_lead({e: v for e, v in lead.items() if e >= 8})
+    assert fb == pytest.approx(b, rel=0.05) and fc == pytest.approx(c, rel=0.02) and rms < 0.02
+    end, low, high = lead_at_end({e: v for e, v in lead.items() if e >= 8}, s40[-1], s80[-1])
+    assert end + 100 * short[-1]["test_acc"] == pytest.approx(truth[-1], abs=0.05)
+    assert low <= end <= high
+
+    runs = [_scheduled_run(tmp_path, short, name="short"),
+            _scheduled_run(tmp_path, long, sched80, "long"),
+            _scheduled_run(tmp_path, long, {**sched80, "lr": 2e-3}, "other")]
+    main(["--runs", *map(str, runs), "--out", str(tmp_path / "c.png"), "--no-bundled"])
+    (note,) = [ln for ln in capsys.readouterr().out.splitlines() if "at the same rate" in ln]
+    assert note.startswith(f"{runs[1]} (80 epochs) against {runs[0]} (40)")
+    # blocks of five epochs of the shorter run, about ten of the longer: 2 + (e - 2) 78 / 38
+    blocks = re.findall(r"epochs (\d+)-(\d+) of \S+, about (\d+)-(\d+) of \S+, rate", note)
+    assert [tuple(map(int, x)) for x in blocks] == [(8, 12, 14, 23), (13, 17, 25, 33),
+                                                    (18, 18, 35, 35)]
+    near = float(re.search(r"the lead comes to .*?: near ([\d.]+) %", note).group(1))
+    assert near == pytest.approx(truth[-1], abs=0.1)
+    # a shorter run that has not finished gives the leads and no end
+    main(["--runs", str(_scheduled_run(tmp_path, short[:30], name="young")), str(runs[1]),
+          "--out", str(tmp_path / "c.png"), "--no-bundled"])
+    (note,) = [ln for ln in capsys.readouterr().out.splitlines() if "at the same rate" in ln]
+    assert "ended at" not in note and "near" not in note
