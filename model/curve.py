@@ -251,13 +251,14 @@ def lead_at_end(lead: dict[int, tuple], s_short: float, s_long: float, draws: in
     return float(b * (s_short ** -c - s_long ** -c)), float(low), float(high)
 
 
-def _equal_rate_notes(plans: dict, runs: dict, start: int, block: int = 10) -> list[str]:
+def _equal_rate_notes(plans: dict, runs: dict, start: int,
+                      block: int = 10) -> tuple[list[str], dict[str, dict]]:
     """Notes on each pair of runs on the same rates, one schedule longer than the other: the
     lead at equal rate from the shorter run's epoch ``start`` on, in blocks of about ``block``
     of the longer run's epochs, and, when the shorter run has finished, where the longer would
     end if its lead over those last epochs held, and if the lead went on as ``fit_lead``
-    fits it."""
-    notes = []
+    fits it. Also that end, by the longer run's name, for the plot."""
+    notes, ends = [], {}
     for short, ss in plans.items():
         for long, ls in plans.items():
             if not (ss and ls) or ls["epochs"] <= ss["epochs"] or any(
@@ -296,8 +297,10 @@ def _equal_rate_notes(plans: dict, runs: dict, start: int, block: int = 10) -> l
                              f"rate-sums (rms residual {rms:.2f} points), the lead comes to "
                              f"{at_end:+.2f} at the end ({low:+.2f} to {high:+.2f}): near "
                              f"{acc + at_end:.1f} % ({acc + low:.1f}-{acc + high:.1f})")
+                    ends[long] = {"epoch": int(ls["epochs"]), "acc": acc + at_end,
+                                  "low": acc + low, "high": acc + high, "from": short}
             notes.append(note)
-    return notes
+    return notes, ends
 
 
 def describe(name: str, p: dict) -> str:
@@ -333,7 +336,10 @@ def table(runs: dict[str, list[dict]]) -> str:
 
 
 def plot(runs: dict[str, list[dict]], marks: dict[str, float], goal: float | None, out: Path,
-         planned: int | None = None, projections: dict[str, dict] | None = None):
+         planned: int | None = None, projections: dict[str, dict] | None = None,
+         ends: dict[str, dict] | None = None):
+    """``ends``: by run, where the run ends by its comparison at equal rate with another
+    (``acc``, ``low``, ``high`` at ``epoch``, ``from`` the other), drawn as a diamond."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -366,13 +372,19 @@ def plot(runs: dict[str, list[dict]], marks: dict[str, float], goal: float | Non
             ax.plot([p["epoch"]], [p["acc"]], "o", ms=4, color=line.get_color())
             since = 0 if p.get("stretched") else ep[-1] - 1
             lr_ax.plot(x[since:], p["lr"][since:], ":", color=line.get_color(), alpha=0.25)
+        q = (ends or {}).get(name)
+        if q:
+            ax.vlines([q["epoch"] + 1], q["low"], q["high"], color=line.get_color(), lw=1)
+            ax.plot([q["epoch"] + 1], [q["acc"]], "D", ms=5, color=line.get_color(),
+                    label=f"{name}, by equal rate with {q['from']}: {q['acc']:.1f} % at epoch "
+                          f"{q['epoch']} ({q['low']:.1f}-{q['high']:.1f})")
     for i, (name, acc) in enumerate(marks.items()):
         ax.axhline(100 * acc, color=f"C{i + len(runs)}", lw=1, ls="--",
                    label=f"models/{name}.sfm, integer: {100 * acc:.2f} %")
     if goal is not None:
         ax.axhline(100 * goal, color="k", lw=1, label=f"goal {100 * goal:.0f} %")
     if planned:
-        ax.set_xlim(0, planned + 1)
+        ax.set_xlim(0, planned + 3)
     ax.set_xlabel("epoch" + (f" (of the {planned}-epoch schedule)" if planned else ""))
     ax.set_ylabel("CIFAR-10 test accuracy (%)")
     lr_ax.set_ylabel("learning rate (dotted)")
@@ -458,10 +470,11 @@ def main(argv=None) -> dict[str, list[dict]]:
             except ValueError as e:
                 notes.append(f"{name}: not projected: {e}")
         notes += _tracking(projections, plans, full, args.fit_from)
-    notes += _equal_rate_notes(plans, runs, args.fit_from)
+    rate_notes, ends = _equal_rate_notes(plans, runs, args.fit_from)
+    notes += rate_notes
     planned = max([int(p["epochs"]) for p in plans.values() if p]
                   + [p["epoch"] for p in projections.values()], default=0)
-    plot(runs, marks, args.goal, Path(args.out), planned or None, projections)
+    plot(runs, marks, args.goal, Path(args.out), planned or None, projections, ends)
     print(table(runs))
     for note in notes:
         print(note)
