@@ -216,39 +216,39 @@ def equal_rate(short: list[dict], short_sched: dict, long: list[dict],
     return out
 
 
-def fit_lead(lead: dict[int, tuple]) -> tuple[float, float, float]:
+def fit_lead(lead: dict[int, tuple], s_short: float, s_long: float, draws: int = 200,
+             seed: int = 0) -> dict | None:
     """The lead at equal rate as what the longer run has learned beyond the shorter, in the
-    learned term of the projection's form: lead = b (S_short^-c - S_long^-c); the rate term
-    is the same for both and drops out. Returns (b, c, rms residual)."""
+    learned term of the projection's form: lead = b (S_short^-c - S_long^-c) with b >= 0; the
+    rate term is the same for both and drops out. Carried to the rate-sums the two schedules
+    end at, ``s_short`` and ``s_long``: ``end``, with ``low`` and ``high`` its 10-90 % over
+    refits to epochs drawn with replacement; also ``b``, ``c`` and the ``rms`` residual. None
+    when no b >= 0 fits (the longer run is behind)."""
     _, d, s1, s2, _ = (np.array(v) for v in zip(*lead.values(), strict=True))
-    return _fit_lead(d, s1, s2)
-
-
-def _fit_lead(d, s1, s2):
-    best = (np.inf, 0.0, 0.0)
-    for c in np.geomspace(0.05, 3, 100):
-        f = s1 ** -c - s2 ** -c
-        b = float(f @ d / (f @ f))
-        err = float(np.sum((b * f - d) ** 2))
-        if b >= 0 and err < best[0]:
-            best = (err, b, float(c))
-    return best[1], best[2], float(np.sqrt(best[0] / len(d)))
-
-
-def lead_at_end(lead: dict[int, tuple], s_short: float, s_long: float, draws: int = 200,
-                seed: int = 0) -> tuple[float, float, float]:
-    """``fit_lead`` carried to the rate-sums the two schedules end at: (lead, and its 10-90 %
-    over refits to epochs drawn with replacement)."""
-    _, d, s1, s2, _ = (np.array(v) for v in zip(*lead.values(), strict=True))
-    b, c, _ = _fit_lead(d, s1, s2)
+    fit = _fit_lead(d, s1, s2)
+    if fit is None:
+        return None
+    b, c, rms = fit
     rng = np.random.default_rng(seed)
     ends = []
     for _ in range(draws):
         i = rng.integers(0, len(d), len(d))
-        bb, cc, _ = _fit_lead(d[i], s1[i], s2[i])
-        ends.append(bb * (s_short ** -cc - s_long ** -cc))
+        if (refit := _fit_lead(d[i], s1[i], s2[i])) is not None:
+            ends.append(refit[0] * (s_short ** -refit[1] - s_long ** -refit[1]))
     low, high = np.percentile(ends, [10, 90])
-    return float(b * (s_short ** -c - s_long ** -c)), float(low), float(high)
+    return {"b": b, "c": c, "rms": rms, "end": float(b * (s_short ** -c - s_long ** -c)),
+            "low": float(low), "high": float(high)}
+
+
+def _fit_lead(d, s1, s2) -> tuple[float, float, float] | None:
+    best = None
+    for c in np.geomspace(0.05, 3, 100):
+        f = s1 ** -c - s2 ** -c
+        b = float(f @ d / (f @ f))
+        err = float(np.sum((b * f - d) ** 2))
+        if b >= 0 and (best is None or err < best[0]):
+            best = (err, b, float(c))
+    return None if best is None else (best[1], best[2], float(np.sqrt(best[0] / len(d))))
 
 
 def _equal_rate_notes(plans: dict, runs: dict, start: int,
@@ -289,16 +289,18 @@ def _equal_rate_notes(plans: dict, runs: dict, start: int,
                          f"{acc + m:.1f} %")
                 if len(blocks) > 1 and m < blocks[0][-1]:
                     note += f" (it has fallen from {blocks[0][-1]:+.2f})"
-                if len(lead) >= 6:
-                    b, c, rms = fit_lead(lead)
-                    at_end, low, high = lead_at_end(lead, schedule(ss)[0][-1],
-                                                    schedule(ls)[0][-1])
-                    note += (f"; fitted as {b:.2f} (S_short^-{c:.3f} - S_long^-{c:.3f}) in the "
-                             f"rate-sums (rms residual {rms:.2f} points), the lead comes to "
-                             f"{at_end:+.2f} at the end ({low:+.2f} to {high:+.2f}): near "
-                             f"{acc + at_end:.1f} % ({acc + low:.1f}-{acc + high:.1f})")
-                    ends[long] = {"epoch": int(ls["epochs"]), "acc": acc + at_end,
-                                  "low": acc + low, "high": acc + high, "from": short}
+                f = fit_lead(lead, schedule(ss)[0][-1], schedule(ls)[0][-1]) \
+                    if len(lead) >= 6 else None
+                if f:
+                    note += (f"; fitted as {f['b']:.2f} (S_short^-{f['c']:.3f} - "
+                             f"S_long^-{f['c']:.3f}) in the rate-sums (rms residual "
+                             f"{f['rms']:.2f} points), the lead comes to {f['end']:+.2f} at the "
+                             f"end ({f['low']:+.2f} to {f['high']:+.2f}): near "
+                             f"{acc + f['end']:.1f} % ({acc + f['low']:.1f}-{acc + f['high']:.1f})")
+                    ends[long] = {"epoch": int(ls["epochs"]), "acc": acc + f["end"],
+                                  "low": acc + f["low"], "high": acc + f["high"], "from": short}
+                elif len(lead) >= 6:
+                    note += "; no lead that grows with the extra epochs fits (b < 0: behind)"
             notes.append(note)
     return notes, ends
 

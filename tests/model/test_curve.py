@@ -199,7 +199,7 @@ def test_a_longer_schedule_is_held_against_a_shorter_at_equal_rate(tmp_path, cap
     """Two runs that follow the form on the 40- and 80-epoch schedules of the same rates: at
     equal rate the rate term drops out and the lead is the learned term's difference, which
     fit_lead recovers and carries to where the 80-epoch run ends."""
-    from model.curve import equal_rate, fit_lead, lead_at_end
+    from model.curve import equal_rate, fit_lead
 
     a, b, c, d = 85.0, 60.0, 1.5, 9.0
     short, _ = _synthetic(40, a, b, c, d, noise=0.0)
@@ -218,11 +218,13 @@ def test_a_longer_schedule_is_held_against_a_shorter_at_equal_rate(tmp_path, cap
         assert at == pytest.approx(2 + (e - 2) * 78 / 38, abs=0.05)
         assert s2 == pytest.approx(np.interp(at, range(1, 81), s80), abs=0.01)
         assert got == pytest.approx(b * (s1 ** -c - s2 ** -c), abs=0.02 if e >= 8 else 0.2)
-    fb, fc, rms = fit_lead({e: v for e, v in lead.items() if e >= 8})
-    assert fb == pytest.approx(b, rel=0.05) and fc == pytest.approx(c, rel=0.02) and rms < 0.02
-    end, low, high = lead_at_end({e: v for e, v in lead.items() if e >= 8}, s40[-1], s80[-1])
-    assert end + 100 * short[-1]["test_acc"] == pytest.approx(truth[-1], abs=0.05)
-    assert low <= end <= high
+    f = fit_lead({e: v for e, v in lead.items() if e >= 8}, s40[-1], s80[-1])
+    assert f["b"] == pytest.approx(b, rel=0.05) and f["c"] == pytest.approx(c, rel=0.02)
+    assert f["rms"] < 0.02 and f["low"] <= f["end"] <= f["high"]
+    assert f["end"] + 100 * short[-1]["test_acc"] == pytest.approx(truth[-1], abs=0.05)
+    # a longer run behind the shorter at every rate has no such lead
+    behind = {e: (r, -abs(d) - 1, s1, s2, at) for e, (r, d, s1, s2, at) in lead.items()}
+    assert fit_lead(behind, s40[-1], s80[-1]) is None
 
     runs = [_scheduled_run(tmp_path, short, name="short"),
             _scheduled_run(tmp_path, long, sched80, "long"),
