@@ -169,12 +169,17 @@ def against(p: dict, rows: list[dict], start: int = 8, block: int = 10) -> list[
     accuracy less the projected curve's, in points."""
     x, y = p["curve"]
     off = offsets(y, [r for r in rows if start <= r["epoch"] <= len(x)])
-    out = []
-    for lo in range(start, max(off, default=0) + 1, block):
-        got = [e for e in range(lo, lo + block) if e in off]
-        if got:
-            out.append((got[0], got[-1], *spread([off[e] for e in got])))
-    return out
+    return [(got[0], got[-1], *spread([off[e] for e in got]))
+            for got in blocks_of(off, start, block)]
+
+
+def blocks_of(epochs, start: int, size: int) -> list[list[int]]:
+    """The given epochs from ``start`` on in blocks of ``size`` consecutive epoch numbers
+    (start, start + size, ...), each block the epochs it holds, empty blocks left out."""
+    have = set(epochs)
+    got = ([e for e in range(lo, lo + size) if e in have]
+           for lo in range(start, max(have, default=0) + 1, size))
+    return [g for g in got if g]
 
 
 def offsets(curve: np.ndarray, rows: list[dict]) -> dict[int, float]:
@@ -269,21 +274,19 @@ def _equal_rate_notes(plans: dict, runs: dict, start: int,
             if not lead:
                 continue
             step = max(1, round(block * ss["epochs"] / ls["epochs"]))  # short epochs a block
-            blocks = []
-            for lo in range(start, max(lead) + 1, step):
-                got = [lead[e] for e in range(lo, lo + step) if e in lead]
-                if got:
-                    blocks.append((min(lo + step - 1, max(lead)), lo, round(got[0][4]),
-                                   round(got[-1][4]), *np.mean([g[:2] for g in got], 0)))
+            # (first epoch of the block, last, the longer run's first and last, rate, lead)
+            blocks = [(got[0], got[-1], round(lead[got[0]][4]), round(lead[got[-1]][4]),
+                       *np.mean([lead[e][:2] for e in got], 0))
+                      for got in blocks_of(lead, start, step)]
             note = (f"{long} ({ls['epochs']} epochs) against {short} ({ss['epochs']}) at the "
                     f"same rate (its test accuracy less {short}'s at the same rate / full "
                     f"rate, points): " + "; ".join(
                         f"epochs {lo}-{hi} of {short}, about {a}-{b} of {long}, rate {r:.2f}: "
-                        f"{m:+.2f}" for hi, lo, a, b, r, m in blocks))
+                        f"{m:+.2f}" for lo, hi, a, b, r, m in blocks))
             end = runs[short][-1]
             if end["epoch"] == ss["epochs"]:
                 acc = 100 * end["test_acc"]
-                hi, lo, *_, m = blocks[-1]
+                lo, hi, *_, m = blocks[-1]
                 note += (f". {short} ended at {acc:.2f} %; if the lead of its epochs {lo}-{hi} "
                          f"({m:+.2f}) held to the end of the cosine, {long} would end near "
                          f"{acc + m:.1f} %")
