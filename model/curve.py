@@ -35,6 +35,10 @@ epochs ended at, less the shorter run's. The rate term is then the same for both
 is what the longer run has learned beyond the shorter; once the shorter run has finished, the
 notes say where the longer would end if its latest lead held, and if the lead went on falling
 as b (S_short^-c - S_long^-c), fitted to it.
+
+Two runs on the same schedule (a deeper network, a teacher's help) are compared epoch by
+epoch: the later run's test and train accuracy less the earlier's, over the epochs before
+``--fit-from`` and then per block of ten.
 """
 
 from __future__ import annotations
@@ -254,6 +258,45 @@ def _fit_lead(d, s1, s2) -> tuple[float, float, float] | None:
         if b >= 0 and (best is None or err < best[0]):
             best = (err, b, float(c))
     return None if best is None else (best[1], best[2], float(np.sqrt(best[0] / len(d))))
+
+
+def paired(first: list[dict], second: list[dict], start: int = 8,
+           block: int = 10) -> list[tuple]:
+    """Two runs on the same schedule, epoch by epoch: over the epochs before ``start`` (the
+    warm-up and the steep first epochs) as one block, then blocks of ``block`` epochs, (first
+    epoch, last, mean test accuracy, mean train accuracy of ``second`` less ``first``'s, in
+    points), on the epochs both have; the train figure None where a log lacks it."""
+    a = {r["epoch"]: r for r in first}
+    b = {r["epoch"]: r for r in second}
+    both = sorted(a.keys() & b.keys())
+    early = [e for e in both if e < start]
+    out = []
+    for got in ([early] if early else []) + blocks_of(both, start, block):
+        test = np.mean([b[e]["test_acc"] - a[e]["test_acc"] for e in got])
+        train = None
+        if all("train_acc" in a[e] and "train_acc" in b[e] for e in got):
+            train = 100 * float(np.mean([b[e]["train_acc"] - a[e]["train_acc"] for e in got]))
+        out.append((got[0], got[-1], 100 * float(test), train))
+    return out
+
+
+def _paired_notes(plans: dict, runs: dict, start: int) -> list[str]:
+    """A note on each pair of runs on the same schedule (epochs, rates, warm-up), the later of
+    ``--runs`` against the earlier: ``paired``'s blocks."""
+    names = [n for n, p in plans.items() if p]
+    notes = []
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            if plans[first] != plans[second] or not (blocks := paired(
+                    runs[first], runs[second], start)):
+                continue
+            notes.append(
+                f"{second} against {first}, the same {plans[first]['epochs']}-epoch schedule, "
+                f"epoch by epoch (its accuracy less {first}'s, points): " + "; ".join(
+                    f"epochs {lo}-{hi}: test {test:+.2f}"
+                    + ("" if train is None else f", train {train:+.2f}")
+                    for lo, hi, test, train in blocks))
+    return notes
 
 
 def _equal_rate_notes(plans: dict, runs: dict, start: int,
@@ -476,7 +519,7 @@ def main(argv=None) -> dict[str, list[dict]]:
                 notes.append(f"{name}: not projected: {e}")
         notes += _tracking(projections, plans, full, args.fit_from)
     rate_notes, ends = _equal_rate_notes(plans, runs, args.fit_from)
-    notes += rate_notes
+    notes += rate_notes + _paired_notes(plans, runs, args.fit_from)
     planned = max([int(p["epochs"]) for p in plans.values() if p]
                   + [p["epoch"] for p in projections.values()], default=0)
     plot(runs, marks, args.goal, Path(args.out), planned or None, projections, ends)

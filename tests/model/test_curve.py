@@ -243,3 +243,34 @@ def test_a_longer_schedule_is_held_against_a_shorter_at_equal_rate(tmp_path, cap
           "--out", str(tmp_path / "c.png"), "--no-bundled"])
     (note,) = [ln for ln in capsys.readouterr().out.splitlines() if "at the same rate" in ln]
     assert "ended at" not in note and "near" not in note
+
+
+def test_runs_on_the_same_schedule_are_compared_epoch_by_epoch(tmp_path, capsys):
+    """A run whose test accuracy sits 0.5 points and train accuracy 1 point under another's on
+    the same schedule comes out so in every block; runs on other schedules, or without the
+    train figure, are compared only as far as they can be."""
+    from model.curve import paired
+
+    rows, _ = _synthetic(25)
+    base = [{**r, "train_acc": r["test_acc"] + 0.02} for r in rows]
+    under = [{**r, "test_acc": r["test_acc"] - 0.005, "train_acc": r["train_acc"] - 0.01}
+             for r in base[:23]]
+    blocks = paired(base, under, start=8)
+    assert [(lo, hi) for lo, hi, *_ in blocks] == [(1, 7), (8, 17), (18, 23)]
+    for _, _, test, train in blocks:
+        assert test == pytest.approx(-0.5) and train == pytest.approx(-1.0)
+    # the second run ahead by the first's lag: the signs turn
+    assert all(t == pytest.approx(0.5) for _, _, t, _ in paired(under, base, start=8))
+    no_train = [{k: v for k, v in r.items() if k != "train_acc"} for r in under]
+    assert all(tr is None for *_, tr in paired(base, no_train, start=8))
+
+    runs = [_scheduled_run(tmp_path, base, name="two"),
+            _scheduled_run(tmp_path, under, name="four"),
+            _scheduled_run(tmp_path, under, {**SCHED, "epochs": 80}, "longer")]
+    main(["--runs", *map(str, runs), "--out", str(tmp_path / "c.png"), "--no-bundled"])
+    notes = [ln for ln in capsys.readouterr().out.splitlines() if "epoch by epoch" in ln]
+    assert len(notes) == 1 and notes[0].startswith(
+        f"{runs[1]} against {runs[0]}, the same 40-epoch schedule")
+    got = re.findall(r"epochs (\d+)-(\d+): test ([+-][\d.]+), train ([+-][\d.]+)", notes[0])
+    assert [tuple(map(float, g)) for g in got] == [(1, 7, -0.5, -1.0), (8, 17, -0.5, -1.0),
+                                                    (18, 23, -0.5, -1.0)]
