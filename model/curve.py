@@ -36,9 +36,9 @@ is what the longer run has learned beyond the shorter; once the shorter run has 
 notes say where the longer would end if its latest lead held, and if the lead went on falling
 as b (S_short^-c - S_long^-c), fitted to it.
 
-Two runs on the same schedule (a deeper network, a teacher's help) are compared epoch by
-epoch: the later run's test and train accuracy less the earlier's, over the epochs before
-``--fit-from`` and then per block of ten.
+Runs on the same schedule (a deeper network, a teacher's help) are compared epoch by epoch
+with the first of ``--runs`` on it: their test and train accuracy less its, over the epochs
+before ``--fit-from`` and then per block of ten.
 """
 
 from __future__ import annotations
@@ -281,15 +281,13 @@ def paired(first: list[dict], second: list[dict], start: int = 8,
 
 
 def _paired_notes(plans: dict, runs: dict, start: int) -> list[str]:
-    """A note on each pair of runs on the same schedule (epochs, rates, warm-up), the later of
-    ``--runs`` against the earlier: ``paired``'s blocks."""
+    """A note on each run that shares its schedule (epochs, rates, warm-up) with one before it
+    in ``--runs``: ``paired``'s blocks against the first run on that schedule."""
     names = [n for n, p in plans.items() if p]
     notes = []
-    for i, first in enumerate(names):
-        for second in names[i + 1:]:
-            if plans[first] != plans[second] or not (blocks := paired(
-                    runs[first], runs[second], start)):
-                continue
+    for i, second in enumerate(names):
+        first = next((n for n in names[:i] if plans[n] == plans[second]), None)
+        if first is not None and (blocks := paired(runs[first], runs[second], start)):
             notes.append(
                 f"{second} against {first}, the same {plans[first]['epochs']}-epoch schedule, "
                 f"epoch by epoch (its accuracy less {first}'s, points): " + "; ".join(

@@ -265,12 +265,17 @@ def test_runs_on_the_same_schedule_are_compared_epoch_by_epoch(tmp_path, capsys)
     assert all(tr is None for *_, tr in paired(base, no_train, start=8))
 
     runs = [_scheduled_run(tmp_path, base, name="two"),
+            _scheduled_run(tmp_path, under, {**SCHED, "epochs": 80}, "longer"),
             _scheduled_run(tmp_path, under, name="four"),
-            _scheduled_run(tmp_path, under, {**SCHED, "epochs": 80}, "longer")]
+            _scheduled_run(tmp_path, base[:9], name="taught")]
     main(["--runs", *map(str, runs), "--out", str(tmp_path / "c.png"), "--no-bundled"])
     notes = [ln for ln in capsys.readouterr().out.splitlines() if "epoch by epoch" in ln]
-    assert len(notes) == 1 and notes[0].startswith(
-        f"{runs[1]} against {runs[0]}, the same 40-epoch schedule")
+    # each against the first run on its schedule, not against each other
+    assert len(notes) == 2 and notes[1] == (
+        f"{runs[3]} against {runs[0]}, the same 40-epoch schedule, epoch by epoch (its "
+        f"accuracy less {runs[0]}'s, points): epochs 1-7: test +0.00, train +0.00; "
+        "epochs 8-9: test +0.00, train +0.00")
+    assert notes[0].startswith(f"{runs[2]} against {runs[0]}, the same 40-epoch schedule")
     got = re.findall(r"epochs (\d+)-(\d+): test ([+-][\d.]+), train ([+-][\d.]+)", notes[0])
     assert [tuple(map(float, g)) for g in got] == [(1, 7, -0.5, -1.0), (8, 17, -0.5, -1.0),
                                                     (18, 23, -0.5, -1.0)]
