@@ -381,6 +381,29 @@ def table(runs: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def wide(runs: dict[str, list[dict]], first: int = 1, last: int | None = None,
+         per_row: int = 10) -> str:
+    """The runs' test and train accuracy (%) side by side, one column per epoch from ``first``
+    to ``last`` (the last any run has, by default), ``per_row`` epochs to a table; a run
+    without an epoch, or a log without the train figure, shows a dash."""
+    got = {n: {r["epoch"]: r for r in rows} for n, rows in runs.items()}
+    last = last or max(max(g) for g in got.values())
+    tables = []
+    for lo in range(first, last + 1, per_row):
+        epochs = range(lo, min(lo + per_row - 1, last) + 1)
+        lines = ["| epoch | " + " | ".join(map(str, epochs)) + " |",
+                 "| --- |" + " ---: |" * len(epochs)]
+        for key, digits in (("test_acc", 2), ("train_acc", 1)):
+            for name, g in got.items():
+                cells = [f"{100 * g[e][key]:.{digits}f}" if key in g.get(e, {}) else "-"
+                         for e in epochs]
+                if any(c != "-" for c in cells):
+                    lines.append(f"| {key.removesuffix('_acc')}, {name} | "
+                                 + " | ".join(cells) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
+
+
 def plot(runs: dict[str, list[dict]], marks: dict[str, float], goal: float | None, out: Path,
          planned: int | None = None, projections: dict[str, dict] | None = None,
          ends: dict[str, dict] | None = None):
@@ -480,12 +503,18 @@ def main(argv=None) -> dict[str, list[dict]]:
                    help="with --project: carry each run's fit along its schedule stretched to "
                         "N epochs (what a longer run would end at; finished runs too; a run "
                         "already on an N-epoch schedule along its own)")
+    p.add_argument("--wide", nargs="*", type=int, default=None, metavar="EPOCH",
+                   help="print the runs' test and train accuracy side by side, one column per "
+                        "epoch, instead of the long table (optionally from FIRST [to LAST])")
     p.add_argument("--upto", type=int, default=None,
                    help="use epochs up to this one only (to check an earlier projection "
                         "against the epochs that followed)")
     args = p.parse_args(argv)
     if args.to_epochs is not None and not args.project:
         p.error("--to-epochs needs --project")
+    if args.wide is not None and (len(args.wide) > 2 or any(e < 1 for e in args.wide)
+                                  or args.wide != sorted(args.wide)):
+        p.error("--wide takes a first epoch and a last, both 1 or more, first <= last")
     names = {shown(r).removeprefix("runs/"): r for r in args.runs}
     runs = {name: read_log(r) for name, r in names.items()}
     full = runs
@@ -521,7 +550,10 @@ def main(argv=None) -> dict[str, list[dict]]:
     planned = max([int(p["epochs"]) for p in plans.values() if p]
                   + [p["epoch"] for p in projections.values()], default=0)
     plot(runs, marks, args.goal, Path(args.out), planned or None, projections, ends)
-    print(table(runs))
+    if args.wide is None:
+        print(table(runs))
+    else:
+        print(wide(runs, *args.wide))
     for note in notes:
         print(note)
     print(f"wrote {shown(args.out)}", file=sys.stderr)

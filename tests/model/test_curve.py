@@ -279,3 +279,26 @@ def test_runs_on_the_same_schedule_are_compared_epoch_by_epoch(tmp_path, capsys)
     got = re.findall(r"epochs (\d+)-(\d+): test ([+-][\d.]+), train ([+-][\d.]+)", notes[0])
     assert [tuple(map(float, g)) for g in got] == [(1, 7, -0.5, -1.0), (8, 17, -0.5, -1.0),
                                                     (18, 23, -0.5, -1.0)]
+
+
+def test_wide_table_puts_the_runs_side_by_side(tmp_path, capsys):
+    """One column per epoch, ten to a table; an epoch a run has not reached, or a train figure
+    its log lacks, is a dash; a range backwards is refused."""
+    a = _log(tmp_path, [json.dumps({"epoch": e, "test_acc": 0.5 + e / 100,
+                                    "train_acc": 0.4 + e / 100}) for e in range(1, 13)], "a")
+    b = _log(tmp_path, [_epoch(e, 0.6) for e in range(1, 4)], "b")
+    main(["--runs", str(a), str(b), "--out", str(tmp_path / "c.png"), "--no-bundled",
+          "--wide"])
+    first, second = capsys.readouterr().out.strip().split("\n\n")[:2]
+    rows = first.splitlines()
+    assert rows[0] == "| epoch | " + " | ".join(map(str, range(1, 11))) + " |"
+    assert rows[2].startswith(f"| test, {a} | 51.00 | 52.00 |")
+    assert rows[3] == f"| test, {b} | 60.00 | 60.00 | 60.00 |" + " - |" * 7
+    assert rows[4].startswith(f"| train, {a} | 41.0 | 42.0 |")
+    assert len(rows) == 5  # b has no train figure
+    assert second.splitlines()[0] == "| epoch | 11 | 12 |" and len(second.splitlines()) == 4
+    main(["--runs", str(a), "--out", str(tmp_path / "c.png"), "--no-bundled", "--wide", "2",
+          "3"])
+    assert capsys.readouterr().out.splitlines()[0] == "| epoch | 2 | 3 |"
+    with pytest.raises(SystemExit):
+        main(["--runs", str(a), "--out", str(tmp_path / "c.png"), "--wide", "3", "2"])
