@@ -332,7 +332,12 @@ def load_images(paths: list[str], first: int = 0, count: int | None = None):
 
         out = []
         for p in paths:
-            a = imread(p)
+            try:
+                a = imread(p)
+            except FileNotFoundError:
+                raise SystemExit(f"{p}: no such image file") from None
+            except (OSError, SyntaxError) as e:  # Pillow's "not an image" errors
+                raise SystemExit(f"{p}: not an image file this can read ({e})") from None
             if a.dtype != np.uint8:
                 a = np.round(a * 255).astype(np.uint8)
             if a.ndim == 2:

@@ -30,7 +30,12 @@ def load_images(paths: list[str]) -> np.ndarray:
 
     out = []
     for p in paths:
-        a = imread(p)
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"{p}: no such image file")
+        try:
+            a = imread(p)
+        except (OSError, SyntaxError) as e:  # Pillow's "not an image" errors are OSErrors
+            raise ValueError(f"{p}: not an image file this can read ({e})") from None
         if a.dtype != np.uint8:  # PNGs come as floats in 0..1
             a = np.round(a * 255).astype(np.uint8)
         if a.ndim != 3 or a.shape[:2] != (32, 32) or a.shape[2] not in (3, 4):

@@ -99,3 +99,18 @@ def test_cli_over_a_pty(tiny, tmp_path, capsys):
     assert "device: 3x8x8 images, 10 classes" in out
     assert out.count("golden equal") == 2 and "label 1" in out
     assert "2 of 2 images equal to the golden model" in out
+
+
+def test_image_files_that_cannot_be_read_are_named(tmp_path):
+    from matplotlib.image import imsave
+
+    good = tmp_path / "a.png"
+    imsave(good, np.full((8, 8, 3), 200, np.uint8))
+    imgs, labels = host.load_images([str(good)])
+    assert imgs.shape == (1, 3, 8, 8) and labels is None and int(imgs.max()) == 200
+    text = tmp_path / "b.png"
+    text.write_text("not a picture")
+    with pytest.raises(SystemExit, match="b.png: not an image file this can read"):
+        host.load_images([str(good), str(text)])
+    with pytest.raises(SystemExit, match="c.png: no such image file"):
+        host.load_images([str(tmp_path / "c.png")])

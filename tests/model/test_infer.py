@@ -54,6 +54,15 @@ def test_wrong_image_size(model_file, tmp_path):
         main(["--model", str(model_file), "--images", str(p)])
 
 
+def test_a_file_that_is_no_image_is_refused_by_name(model_file, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    with pytest.raises(ValueError, match=r"notes.png: not an image file this can read"):
+        main(["--model", str(model_file), "--images", str(text)])
+    with pytest.raises(FileNotFoundError, match=r"gone.png: no such image file"):
+        main(["--model", str(model_file), "--images", str(tmp_path / "gone.png")])
+
+
 def test_missing_model(tmp_path):
     with pytest.raises(FileNotFoundError, match="No compiled model"):
         main(["--model", str(tmp_path / "none.sfm")])
