@@ -320,7 +320,13 @@ def load_images(paths: list[str], first: int = 0, count: int | None = None):
     """(images [N, C, H, W] uint8, labels or None) from one .npz (``images``, ``labels``) or
     image files (PNG)."""
     if len(paths) == 1 and paths[0].endswith(".npz"):
-        with np.load(paths[0]) as d:
+        try:
+            with open(paths[0], "rb") as fh:
+                if fh.read(4) != b"PK\x03\x04":  # numpy.savez writes a zip archive
+                    raise SystemExit(f"{paths[0]}: not an .npz archive (numpy.savez)")
+        except FileNotFoundError:
+            raise SystemExit(f"{paths[0]}: no such file") from None
+        with np.load(paths[0], allow_pickle=False) as d:
             if "images" not in d.files:
                 raise SystemExit(f"{paths[0]}: no array 'images' (found {d.files})")
             imgs = d["images"]

@@ -48,7 +48,11 @@ def _check(images: np.ndarray, labels: np.ndarray, source) -> tuple[np.ndarray, 
 
 
 def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(path) as d:
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":  # what numpy.savez writes: a zip archive
+            raise ValueError(f"{path}: not an .npz archive (numpy.savez with 'images' and "
+                             f"'labels')")
+    with np.load(path, allow_pickle=False) as d:
         missing = [k for k in ("images", "labels") if k not in d.files]
         if missing:
             raise ValueError(f"{path}: missing array {missing[0]!r} (need 'images' and "

@@ -114,3 +114,8 @@ def test_image_files_that_cannot_be_read_are_named(tmp_path):
         host.load_images([str(good), str(text)])
     with pytest.raises(SystemExit, match="c.png: no such image file"):
         host.load_images([str(tmp_path / "c.png")])
+    (tmp_path / "d.npz").write_text("not an archive")
+    with pytest.raises(SystemExit, match="d.npz: not an .npz archive"):
+        host.load_images([str(tmp_path / "d.npz")])
+    with pytest.raises(SystemExit, match="e.npz: no such file"):
+        host.load_images([str(tmp_path / "e.npz")])

@@ -47,6 +47,11 @@ def test_bad_data_is_named(tmp_path):
         load_split(tmp_path / "nolabels.npz", "test")
     with pytest.raises(FileNotFoundError, match="No CIFAR-10 train data"):
         load_split(tmp_path, "train")
+    (tmp_path / "text.npz").write_text("not an archive")
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    for name in ("text.npz", "array.npy"):
+        with pytest.raises(ValueError, match=f"{name}: not an .npz archive"):
+            load_split(tmp_path / name, "test")
 
 
 def test_augment_crops_and_flips_within_the_padded_image():
