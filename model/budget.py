@@ -134,4 +134,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from model.cli import run
+
+    run(lambda: sys.exit(main()))  # bad input: one error line

@@ -248,6 +248,8 @@ def test_a_checkpoint_that_is_not_one_is_refused_with_its_path(tmp_path):
     (["model.compiler", "--checkpoint", "{bad}", "--out", "{tmp}/m.sfm"],
      "cannot be read as a training checkpoint"),
     (["model.infer", "--model", "{bad}"], "not a compiled model file"),
+    (["model.budget", "--model", "{bad}"], "not a compiled model file"),
+    (["model.infer", "--images", "{bad}"], "not an image file"),
     (["model.train", "--out", "{tmp}/nothing", "--resume"], "No checkpoint at"),
 ])
 def test_command_lines_say_what_is_wrong_without_a_traceback(tmp_path, argv, says):
