@@ -345,6 +345,47 @@ def compile_model(model, meta: dict | None = None, stop_after: str | None = None
 
 
 @torch.no_grad()
+def weight_errors(model) -> list[dict]:
+    """How far each conv's integer weights land from its folded real ones, by the quantizer's
+    own call (``quant.affine_int``, as ``quantize`` makes it): per layer, the RMS error of
+    s_c w_int against w' relative to the RMS of w', the largest |w_int| of a channel on average
+    (2^(bits-1) - 1 where the layer has its own scales), and whether it shares the residual
+    stream's scale, which its largest writer sets for all."""
+    cfg = model.cfg
+    was = model.training
+    model.eval()
+    try:
+        folded = fold_batchnorm(model)
+        res = model.residual_scale() if hasattr(model, "residual_scale") else None
+    finally:
+        model.train(was)
+    rows = []
+    for L in folded:
+        if L["op"] != "conv":
+            continue
+        w = L["w"].double()
+        if "in_scale" in L:
+            w = w * L["in_scale"].double().reshape(1, -1, 1, 1)
+        shared = L.get("group") == "residual"
+        wq, _, s = quant.affine_int(w, L["b"], cfg.weight_bits, cfg.bias_bits,
+                                    res if shared else None)
+        err = (wq * s.reshape(-1, 1, 1, 1) - w).pow(2).sum().sqrt() / w.pow(2).sum().sqrt()
+        rows.append({"layer": L["name"], "weights": w.numel(), "rel_error": float(err),
+                     "max_int": float(wq.abs().flatten(1).amax(1).mean()), "shared": shared})
+    return rows
+
+
+def errors_table(rows: list[dict], bits: int) -> str:
+    lines = [f"| layer | weights | RMS error / RMS weight ({bits}-bit) | largest integer per "
+             f"channel, mean (of {quant.qmax(bits)}) | scale |",
+             "| --- | ---: | ---: | ---: | --- |"]
+    lines += [f"| {r['layer']} | {r['weights']:,} | {r['rel_error']:.3f} | {r['max_int']:.1f} | "
+              f"{'residual stream (shared)' if r['shared'] else 'own, per channel'} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+@torch.no_grad()
 def randomize(model, seed: int = 0, batches: int = 3, batch_size: int = 16):
     """Random weights and BN statistics that give every layer some activity (for tests).
 
@@ -380,8 +421,12 @@ def main(argv=None):
     p.add_argument("--weight-bits", type=int, default=None, help="override the config's")
     p.add_argument("--board", default=None,
                    help="check the on-chip memory budget for this board (model.budget)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", help="the compiled model file to write")
+    p.add_argument("--errors", action="store_true",
+                   help="print each conv's weight quantization error (a Markdown table)")
     args = p.parse_args(argv)
+    if not (args.out or args.errors):
+        p.error("say --out FILE, --errors, or both")
     if args.checkpoint:
         from .train import load_checkpoint
         ck = load_checkpoint(args.checkpoint)
@@ -397,6 +442,10 @@ def main(argv=None):
             cfg = Config.from_dict({**cfg.to_dict(), "weight_bits": args.weight_bits})
         model = randomize(build_model(cfg), args.seed)
         meta = {"source": f"random seed {args.seed}"}
+    if args.errors:
+        print(errors_table(weight_errors(model), cfg.weight_bits))
+        if not args.out:
+            return None
     cm = compile_model(model, meta)
     if args.board:
         from .budget import check
