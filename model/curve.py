@@ -384,10 +384,13 @@ def table(runs: dict[str, list[dict]]) -> str:
 def wide(runs: dict[str, list[dict]], first: int = 1, last: int | None = None,
          per_row: int = 10) -> str:
     """The runs' test and train accuracy (%) side by side, one column per epoch from ``first``
-    to ``last`` (the last any run has, by default), ``per_row`` epochs to a table; a run
+    to ``last`` (at most the last any run has), ``per_row`` epochs to a table; a run
     without an epoch, or a log without the train figure, shows a dash."""
     got = {n: {r["epoch"]: r for r in rows} for n, rows in runs.items()}
-    last = last or max(max(g) for g in got.values())
+    end = max(max(g) for g in got.values())
+    last = min(last or end, end)
+    if first > last:
+        raise ValueError(f"--wide from epoch {first}: the runs end at epoch {end}")
     tables = []
     for lo in range(first, last + 1, per_row):
         epochs = range(lo, min(lo + per_row - 1, last) + 1)

@@ -300,5 +300,10 @@ def test_wide_table_puts_the_runs_side_by_side(tmp_path, capsys):
     main(["--runs", str(a), "--out", str(tmp_path / "c.png"), "--no-bundled", "--wide", "2",
           "3"])
     assert capsys.readouterr().out.splitlines()[0] == "| epoch | 2 | 3 |"
+    main(["--runs", str(a), "--out", str(tmp_path / "c.png"), "--no-bundled", "--wide", "11",
+          "40"])  # no columns past the runs' last epoch
+    assert capsys.readouterr().out.splitlines()[0] == "| epoch | 11 | 12 |"
     with pytest.raises(SystemExit):
         main(["--runs", str(a), "--out", str(tmp_path / "c.png"), "--wide", "3", "2"])
+    with pytest.raises(ValueError, match="from epoch 13: the runs end at epoch 12"):
+        main(["--runs", str(a), "--out", str(tmp_path / "c.png"), "--wide", "13"])
