@@ -161,6 +161,16 @@ def fold_batchnorm(model) -> list[dict]:
 
 
 # -- pass 2: quantize ------------------------------------------------------------------------
+def _conv_int(L: dict, cfg: Config, residual_scale):
+    """A folded conv layer's real weights (times its input scale, if any) and its integer
+    weights, bias and scale: (w, w_int, b_int, s); group 'residual' takes the shared scale."""
+    w = L["w"]
+    if "in_scale" in L:
+        w = w * L["in_scale"].reshape(1, -1, 1, 1)
+    forced = residual_scale if L.get("group") == "residual" else None
+    return (w, *quant.affine_int(w, L["b"], cfg.weight_bits, cfg.bias_bits, forced))
+
+
 def quantize(graph: list[dict], cfg: Config, residual_scale=None) -> list[dict]:
     """Integer tensors for every layer; ``residual_scale`` is shared by group 'residual'."""
     scale: dict[str, torch.Tensor | None] = {"image": None}
@@ -170,11 +180,9 @@ def quantize(graph: list[dict], cfg: Config, residual_scale=None) -> list[dict]:
         L = dict(L)
         src = L["inputs"][0]
         if L["op"] == "conv":
-            w = L.pop("w")
-            if "in_scale" in L:
-                w = w * L.pop("in_scale").reshape(1, -1, 1, 1)
-            forced = residual_scale if L.pop("group", None) == "residual" else None
-            wq, bq, s = quant.affine_int(w, L.pop("b"), cfg.weight_bits, cfg.bias_bits, forced)
+            _, wq, bq, s = _conv_int(L, cfg, residual_scale)
+            for k in ("w", "in_scale", "group", "b"):
+                L.pop(k, None)
             L["weight"], L["bias"] = wq, bq
             scale[L["name"]], kind[L["name"]] = s, "current"
         elif L["op"] == "lif":
@@ -346,12 +354,11 @@ def compile_model(model, meta: dict | None = None, stop_after: str | None = None
 
 @torch.no_grad()
 def weight_errors(model) -> list[dict]:
-    """How far each conv's integer weights land from its folded real ones, by the quantizer's
-    own call (``quant.affine_int``, as ``quantize`` makes it): per layer, the RMS error of
-    s_c w_int against w' relative to the RMS of w', the largest |w_int| of a channel on average
-    (2^(bits-1) - 1 where the layer has its own scales), and whether it shares the residual
-    stream's scale, which its largest writer sets for all."""
-    cfg = model.cfg
+    """How far each conv's integer weights land from its folded real ones, quantized as
+    ``quantize`` does (``_conv_int``): per layer, the RMS error of s_c w_int against w'
+    relative to the RMS of w', the largest |w_int| of a channel on average (2^(bits-1) - 1
+    where the layer has its own scales), and whether it shares the residual stream's scale,
+    which its largest writer sets for all."""
     was = model.training
     model.eval()
     try:
@@ -363,15 +370,12 @@ def weight_errors(model) -> list[dict]:
     for L in folded:
         if L["op"] != "conv":
             continue
-        w = L["w"].double()
-        if "in_scale" in L:
-            w = w * L["in_scale"].double().reshape(1, -1, 1, 1)
-        shared = L.get("group") == "residual"
-        wq, _, s = quant.affine_int(w, L["b"], cfg.weight_bits, cfg.bias_bits,
-                                    res if shared else None)
+        w, wq, _, s = _conv_int(L, model.cfg, res)
+        w = w.double()
         err = (wq * s.reshape(-1, 1, 1, 1) - w).pow(2).sum().sqrt() / w.pow(2).sum().sqrt()
         rows.append({"layer": L["name"], "weights": w.numel(), "rel_error": float(err),
-                     "max_int": float(wq.abs().flatten(1).amax(1).mean()), "shared": shared})
+                     "max_int": float(wq.abs().flatten(1).amax(1).mean()),
+                     "shared": L.get("group") == "residual"})
     return rows
 
 
