@@ -287,10 +287,12 @@ def build_plan(cm: CompiledModel, *, lanes: int = 8, word_width: int = 16) -> Pl
         w, b = cm.tensor(op["tensors"]["weight"]), cm.tensor(op["tensors"]["bias"])
         Co, Ci, k, _ = w.shape
         C_, H, W = shape(op["name"])
+        shift = op.get("shift", 0)  # a residual writer's sum enters the stream shifted left
         ins.fields.update(ci=Ci, co=Co, k=k, height=H, width=W,
                           weight_base=add_rows("weights", conv_rows(w)),
-                          bias_base=add_rows("biases", lane_rows(b)))
-        widths["conv_acc"] = max(widths["conv_acc"], op["bits"])
+                          bias_base=add_rows("biases", lane_rows(b)), shift=shift)
+        widths["conv_acc"] = max(widths["conv_acc"], op["bits"] - shift)
+        widths["writer"] = max(widths.get("writer", 2), op["bits"])
         widths["bias"] = max(widths.get("bias", 2), _signed_bits(b))
         if op["input"] in ("spikes", "int"):
             src = maps.get(op["inputs"][0])

@@ -181,7 +181,8 @@ class Accelerator(wiring.Component):
                        groups=groups, time_steps=T, theta_width=wd["lif_mem"],
                        counter_width=cw)
         m.submodules.lif = lif
-        adder = ResidualAdder(lanes=P, stream_width=wd["stream"], current_width=acc_w,
+        adder = ResidualAdder(lanes=P, stream_width=wd["stream"],
+                              current_width=max(acc_w, wd.get("writer", 2)),
                               out_width=wd["stream"], counter_width=cw)
         m.submodules.adder = adder
         att = None
@@ -516,9 +517,15 @@ class Accelerator(wiring.Component):
                      self.trace_data.eq(w_data)]
 
         # -- stream store, residual add, head --------------------------------------------------
+        # A residual writer's currents enter the stream shifted left by its instruction's shift
+        # (the stream counts in the finest writer's unit; model.compiler).
+        if any(i.fields.get("shift") for i in instrs):
+            writer = [ac.o.payload.current[p] << cur.shift for p in range(P)]
+        else:
+            writer = ac.o.payload.current
         with m.If(is_("ac_store")):
             m.d.comb += [ac.o.ready.eq(1), st_wr.en.eq(ac.o.valid)]
-            m.d.comb += lanes(st_wr.data, ac.o.payload.current)
+            m.d.comb += lanes(st_wr.data, writer)
         with m.If(is_("ac_add")):
             ai = adder.i.payload
             m.d.comb += [adder.i.valid.eq(ac.o.valid & rd_valid),
@@ -526,7 +533,7 @@ class Accelerator(wiring.Component):
                          rd_ready.eq(adder.i.ready & ac.o.valid),
                          ai.mask.eq(ac.o.payload.mask), ai.last.eq(ac.o.payload.last),
                          adder.o.ready.eq(1), st_wr.en.eq(adder.o.valid)]
-            m.d.comb += (lanes(ai.stream, st_rd.data) + lanes(ai.current, ac.o.payload.current)
+            m.d.comb += (lanes(ai.stream, st_rd.data) + lanes(ai.current, writer)
                          + lanes(st_wr.data, adder.o.payload.sum))
         if prd is not None:
             hi, po = head.i.payload, prd.o.payload

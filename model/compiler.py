@@ -8,7 +8,8 @@ Passes, each a function from a layer graph to a layer graph, run in order from `
 1. ``fold_batchnorm``: walk the torch network into a list of layers (conv, lif, maxpool,
    attention, add, head) with BN folded into real-valued weights and biases.
 2. ``quantize``: integer weights and biases with per-channel scales (the residual stream's
-   writers share one), integer thresholds theta = ceil(v_th 2^f / s), the integer head.
+   writers share one, each over its power of two, and enter the stream shifted left),
+   integer thresholds theta = ceil(v_th 2^f / s), the integer head.
    Uses the same functions as the torch integer mode (``model.quant``).
 3. ``assign_widths``: worst-case bound of every layer's output and the bit width that holds it;
    the membrane width of every LIF.
@@ -161,18 +162,37 @@ def fold_batchnorm(model) -> list[dict]:
 
 
 # -- pass 2: quantize ------------------------------------------------------------------------
-def _conv_int(L: dict, cfg: Config, residual_scale):
+def _conv_int(L: dict, cfg: Config, residual=None):
     """A folded conv layer's real weights (times its input scale, if any) and its integer
-    weights, bias and scale: (w, w_int, b_int, s); group 'residual' takes the shared scale."""
+    weights, bias and scale, and its left shift: (w, w_int, b_int, s, shift). A writer of the
+    residual stream (group 'residual') takes ``residual`` = (the stream's unit u, shift per
+    writer): its weights count in u 2^shift."""
     w = L["w"]
     if "in_scale" in L:
         w = w * L["in_scale"].reshape(1, -1, 1, 1)
-    forced = residual_scale if L.get("group") == "residual" else None
-    return (w, *quant.affine_int(w, L["b"], cfg.weight_bits, cfg.bias_bits, forced))
+    if L.get("group") != "residual":
+        return (w, *quant.affine_int(w, L["b"], cfg.weight_bits, cfg.bias_bits), 0)
+    unit, shifts = residual
+    shift = shifts[L["name"]]
+    return (w, *quant.affine_int(w, L["b"], cfg.weight_bits, cfg.bias_bits,
+                                 unit * 2.0 ** shift), shift)
 
 
-def quantize(graph: list[dict], cfg: Config, residual_scale=None) -> list[dict]:
-    """Integer tensors for every layer; ``residual_scale`` is shared by group 'residual'."""
+def residual_of(model, graph: list[dict]):
+    """(the stream's unit, {writer layer: its left shift}) of a network with a real-valued
+    residual stream (``Spikingformer.residual_shifts``), or None."""
+    if not hasattr(model, "residual_shifts"):
+        return None
+    unit, shifts = model.residual_shifts()
+    writers = [L["name"] for L in graph if L.get("group") == "residual"]
+    if len(writers) != len(shifts):
+        raise CompileError(f"internal: {len(writers)} residual writers in the graph, "
+                           f"{len(shifts)} shifts")
+    return unit, dict(zip(writers, shifts, strict=True))
+
+
+def quantize(graph: list[dict], cfg: Config, residual=None) -> list[dict]:
+    """Integer tensors for every layer; ``residual`` (``residual_of``) for group 'residual'."""
     scale: dict[str, torch.Tensor | None] = {"image": None}
     kind = {"image": "pixels"}
     out = []
@@ -180,10 +200,13 @@ def quantize(graph: list[dict], cfg: Config, residual_scale=None) -> list[dict]:
         L = dict(L)
         src = L["inputs"][0]
         if L["op"] == "conv":
-            _, wq, bq, s = _conv_int(L, cfg, residual_scale)
+            _, wq, bq, s, shift = _conv_int(L, cfg, residual)
             for k in ("w", "in_scale", "group", "b"):
                 L.pop(k, None)
             L["weight"], L["bias"] = wq, bq
+            if shift:  # the output (bias included) is the integer sum times 2^shift
+                L["shift"] = shift
+                s = residual[0]
             scale[L["name"]], kind[L["name"]] = s, "current"
         elif L["op"] == "lif":
             s = scale[src]
@@ -242,7 +265,8 @@ def assign_widths(graph: list[dict], cfg: Config) -> list[dict]:
                 acc = (w * in_b).flatten(1).sum(1)
             else:
                 acc = w.flatten(1).sum(1) * bound[src]
-            L["bound"] = float((acc + L["bias"].detach().double().abs()).max())
+            L["bound"] = float((acc + L["bias"].detach().double().abs()).max()) \
+                * 2 ** L.get("shift", 0)
             L["in_bound"] = bound[src]
             shape[L["name"]] = L["shape"]
         elif L["op"] == "lif":
@@ -338,8 +362,7 @@ def compile_model(model, meta: dict | None = None, stop_after: str | None = None
         graph = fold_batchnorm(model)
         if stop_after == "fold_batchnorm":
             return graph
-        res = model.residual_scale() if hasattr(model, "residual_scale") else None
-        graph = quantize(graph, cfg, res)
+        graph = quantize(graph, cfg, residual_of(model, graph))
         if stop_after == "quantize":
             return graph
         graph = assign_widths(graph, cfg)
@@ -357,26 +380,34 @@ def weight_errors(model) -> list[dict]:
     """How far each conv's integer weights land from its folded real ones, quantized as
     ``quantize`` does (``_conv_int``): per layer, the RMS error of s_c w_int against w'
     relative to the RMS of w', the largest |w_int| of a channel on average (2^(bits-1) - 1
-    where the layer has its own scales), and whether it shares the residual stream's scale,
-    which its largest writer sets for all."""
+    where the layer has its own scales), whether it shares the residual stream's scale,
+    which its largest writer sets for all, and its left shift into the stream."""
     was = model.training
     model.eval()
     try:
         folded = fold_batchnorm(model)
-        res = model.residual_scale() if hasattr(model, "residual_scale") else None
+        res = residual_of(model, folded)
     finally:
         model.train(was)
     rows = []
     for L in folded:
         if L["op"] != "conv":
             continue
-        w, wq, _, s = _conv_int(L, model.cfg, res)
+        w, wq, _, s, shift = _conv_int(L, model.cfg, res)  # s: the weights' scale
         w = w.double()
         err = (wq * s.reshape(-1, 1, 1, 1) - w).pow(2).sum().sqrt() / w.pow(2).sum().sqrt()
         rows.append({"layer": L["name"], "weights": w.numel(), "rel_error": float(err),
                      "max_int": float(wq.abs().flatten(1).amax(1).mean()),
-                     "shared": L.get("group") == "residual"})
+                     "shared": L.get("group") == "residual", "shift": shift})
     return rows
+
+
+def _scale_note(row: dict) -> str:
+    if not row["shared"]:
+        return "own, per channel"
+    if not row.get("shift"):
+        return "residual stream (shared)"
+    return f"residual stream (shared), shifted left by {row['shift']}"
 
 
 def errors_table(rows: list[dict], bits: int) -> str:
@@ -384,8 +415,7 @@ def errors_table(rows: list[dict], bits: int) -> str:
              f"channel, mean (of {quant.qmax(bits)}) | scale |",
              "| --- | ---: | ---: | ---: | --- |"]
     lines += [f"| {r['layer']} | {r['weights']:,} | {r['rel_error']:.3f} | {r['max_int']:.1f} | "
-              f"{'residual stream (shared)' if r['shared'] else 'own, per channel'} |"
-              for r in rows]
+              f"{_scale_note(r)} |" for r in rows]
     return "\n".join(lines)
 
 
@@ -394,7 +424,9 @@ def randomize(model, seed: int = 0, batches: int = 3, batch_size: int = 16):
     """Random weights and BN statistics that give every layer some activity (for tests).
 
     BN statistics are calibrated on random images, then gamma and beta are drawn so that
-    firing rates spread over roughly 5-50 %.
+    firing rates spread over roughly 5-50 %. With ``residual_shift`` in the config, the
+    residual writers' gammas are then divided by 1, 4, 16, ... in turn, so that their shifts
+    into the stream differ.
     """
     g = torch.Generator().manual_seed(seed)
     for p in model.parameters():
@@ -411,8 +443,22 @@ def randomize(model, seed: int = 0, batches: int = 3, batch_size: int = 16):
         bn.momentum = 0.1
         bn.weight.copy_(torch.rand(bn.weight.shape, generator=g) * 1.5 + 0.5)
         bn.bias.copy_(torch.rand(bn.bias.shape, generator=g) * 1.2 - 0.2)
+    room = getattr(model.cfg, "residual_shift", 0)
+    if room and hasattr(model, "residual_writers"):
+        for i, (_, bn) in enumerate(model.residual_writers()):
+            bn.weight.mul_(0.25 ** (i % (room + 1)))
     model.eval()
     return model
+
+
+def _override(cfg: Config, args) -> Config:
+    """The config with --weight-bits and --residual-shift, where given."""
+    d = cfg.to_dict()
+    if args.weight_bits:
+        d["weight_bits"] = args.weight_bits
+    if args.residual_shift is not None:
+        d["residual_shift"] = args.residual_shift
+    return Config.from_dict(d)
 
 
 def main(argv=None):
@@ -423,6 +469,8 @@ def main(argv=None):
     src.add_argument("--random", metavar="CONFIG", help="a config name: random weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weight-bits", type=int, default=None, help="override the config's")
+    p.add_argument("--residual-shift", type=int, default=None,
+                   help="override the config's largest writer shift into the residual stream")
     p.add_argument("--board", default=None,
                    help="check the on-chip memory budget for this board (model.budget)")
     p.add_argument("--out", help="the compiled model file to write")
@@ -434,16 +482,12 @@ def main(argv=None):
     if args.checkpoint:
         from .train import load_checkpoint
         ck = load_checkpoint(args.checkpoint)
-        cfg = Config.from_dict(ck["config"])
-        if args.weight_bits:
-            cfg = Config.from_dict({**cfg.to_dict(), "weight_bits": args.weight_bits})
+        cfg = _override(Config.from_dict(ck["config"]), args)
         model = build_model(cfg)
         model.load_state_dict(ck["model"])
         meta = {"source": str(args.checkpoint), "epoch": ck.get("epoch")}
     else:
-        cfg = get_config(args.random)
-        if args.weight_bits:
-            cfg = Config.from_dict({**cfg.to_dict(), "weight_bits": args.weight_bits})
+        cfg = _override(get_config(args.random), args)
         model = randomize(build_model(cfg), args.seed)
         meta = {"source": f"random seed {args.seed}"}
     if args.errors:

@@ -1,8 +1,8 @@
 """Network configurations: the reference Spikingformer / Spikformer for CIFAR and small variants.
 
 A config name reads ``{arch}-{depth}-{dim}``, optionally followed by ``-h{heads}``,
-``-w{weight_bits}`` and ``-t{T}``, e.g. ``spikingformer-4-384`` (the paper's) or
-``spikingformer-2-64-h4-w6``.
+``-w{weight_bits}``, ``-t{T}`` and ``-s{residual_shift}``, e.g. ``spikingformer-4-384`` (the
+paper's) or ``spikingformer-2-64-h4-w6-s2``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ class Config:
     weight_bits: int = 8
     bias_bits: int = 32
     frac_bits: int = 0  # membrane fractional bits f; 0 means "f = T" (the smallest exact choice)
+    # Largest left shift of a residual-stream writer into the stream (Spikingformer): each
+    # writer's scale is the shared one over 2^k, k <= residual_shift; 0: one shared scale.
+    residual_shift: int = 0
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -54,6 +57,8 @@ class Config:
             raise ValueError(f"Weight width must be 2..16 bits, not {self.weight_bits}")
         if not 8 <= self.bias_bits <= 48:
             raise ValueError(f"Bias width must be 8..48 bits, not {self.bias_bits}")
+        if not isinstance(self.residual_shift, int) or not 0 <= self.residual_shift <= 8:
+            raise ValueError(f"Residual shift must be 0..8 bits, not {self.residual_shift!r}")
         if self.frac_bits and self.frac_bits < self.T:
             raise ValueError(
                 f"Membrane fractional bits f={self.frac_bits} < T={self.T}: the integer LIF "
@@ -85,10 +90,17 @@ class Config:
             name += f"-w{self.weight_bits}"
         if self.T != 4:
             name += f"-t{self.T}"
+        if self.residual_shift:
+            name += f"-s{self.residual_shift}"
         return name
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """All fields; ``residual_shift`` only where set, so that files written before it
+        existed read and compile back to the same bytes."""
+        d = dataclasses.asdict(self)
+        if not d["residual_shift"]:
+            del d["residual_shift"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:
@@ -106,7 +118,7 @@ def default_heads(dim: int) -> int:
     return max(1, dim // 16) if dim <= 128 else dim // 32
 
 
-_NAME = re.compile(r"^(?P<arch>[a-z]+)-(?P<depth>\d+)-(?P<dim>\d+)(?P<opts>(-[htw]\d+)*)$")
+_NAME = re.compile(r"^(?P<arch>[a-z]+)-(?P<depth>\d+)-(?P<dim>\d+)(?P<opts>(-[htws]\d+)*)$")
 
 
 def get_config(name: str, **overrides) -> Config:
@@ -114,12 +126,12 @@ def get_config(name: str, **overrides) -> Config:
     m = _NAME.match(name)
     if not m:
         raise ValueError(
-            f"Config name {name!r} does not read '{{arch}}-{{depth}}-{{dim}}[-hH][-wW][-tT]', "
-            f"e.g. 'spikingformer-2-64'")
+            f"Config name {name!r} does not read "
+            f"'{{arch}}-{{depth}}-{{dim}}[-hH][-wW][-tT][-sS]', e.g. 'spikingformer-2-64'")
     dim = int(m["dim"])
     kw = dict(arch=m["arch"], depth=int(m["depth"]), dim=dim, heads=default_heads(dim))
     for opt in filter(None, m["opts"].split("-")):
-        key = {"h": "heads", "w": "weight_bits", "t": "T"}[opt[0]]
+        key = {"h": "heads", "w": "weight_bits", "t": "T", "s": "residual_shift"}[opt[0]]
         kw[key] = int(opt[1:])
     kw.update(overrides)
     return Config(**kw)

@@ -281,6 +281,8 @@ def run(cm: CompiledModel, images: np.ndarray, record: bool = False) -> Result:
                 out = ref_conv(x.astype(np.int64) - zp, w, b)
             else:
                 out = ref_conv(x.astype(np.int64), w, b)
+            if op.get("shift"):  # a residual writer: its sum in the stream's finer unit
+                out = out << op["shift"]
             st = conv_counts(x, w.shape, op["input"],
                              input_planes(op["in_bound"]) if op["input"] == "int" else 1)
         elif kind == "lif":

@@ -78,11 +78,13 @@ class Run:
             s = s.reshape(T, B, C, side, side)
         self.record[name] = s.transpose(0, 1).to(torch.int8)
 
-    def affine(self, conv, bn, x, scale=None, in_scale=None):
+    def affine(self, conv, bn, x, scale=None, in_scale=None, shift: int = 0):
         """Conv -> BN. Float: as trained. Int: folded, integer weights; returns (y, scale).
 
-        ``scale`` forces the output scale (residual-stream writers share one); ``in_scale``
-        folds a per-input-channel factor into the weights first (the input normalization).
+        ``scale`` forces the output scale (residual-stream writers: the stream's unit);
+        ``shift`` then sets the weights' scale to ``scale`` 2^shift and shifts the integer
+        sum left by ``shift`` into units of ``scale``. ``in_scale`` folds a per-input-channel
+        factor into the weights first (the input normalization).
         """
         if not self.integer:
             if _conv_dtype[0] is None:
@@ -97,9 +99,15 @@ class Run:
         w, b = folded(conv, bn)
         if in_scale is not None:
             w = w * in_scale.reshape((1, -1) + (1,) * (w.dim() - 2))
-        wq, bq, s = quant.affine_int(w, b, self.bits, self.bias_bits, scale)
+        if scale is None:
+            wq, bq, s = quant.affine_int(w, b, self.bits, self.bias_bits)
+            shift = 0
+        else:
+            wq, bq, _ = quant.affine_int(w, b, self.bits, self.bias_bits, scale * 2.0 ** shift)
+            s = scale
         wq, bq = wq.to(x.dtype), bq.to(x.dtype)
-        return quant.conv(x, wq, bq), s
+        y = quant.conv(x, wq, bq)
+        return (y * float(1 << shift) if shift else y), s
 
     def lif(self, name: str, x: torch.Tensor, scale, v_th: float = 1.0) -> torch.Tensor:
         """LIF over time on x [T, B, C, ...]; int mode: x in integer units of ``scale`` [C]."""

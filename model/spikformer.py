@@ -158,6 +158,9 @@ class Spikformer(nn.Module):
         super().__init__()
         if cfg.arch != "spikformer":
             raise ValueError(f"Spikformer needs arch 'spikformer', not {cfg.arch!r}")
+        if cfg.residual_shift:
+            raise ValueError("Spikformer's residual stream adds spikes: it has no writer to "
+                             f"shift (residual_shift must be 0, not {cfg.residual_shift})")
         self.cfg = cfg
         self.patch_embed = SPS(cfg)
         self.block = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))

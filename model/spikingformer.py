@@ -35,7 +35,7 @@ class SpikingTokenizer(nn.Module):
         self.register_buffer("zero_point", zp.float(), persistent=False)
         self.register_buffer("pixel_scale", inv.float(), persistent=False)
 
-    def forward(self, img: torch.Tensor, run: Run, T: int, res_scale=None):
+    def forward(self, img: torch.Tensor, run: Run, T: int, res=None):
         zp = self.zero_point.to(img.dtype).reshape(1, -1, 1, 1)
         if run.integer:  # integer pixels minus zero point; the 1/(255 std) folds into weights
             x, s = run.affine(self.block0_conv, self.block0_bn, img - zp,
@@ -51,8 +51,9 @@ class SpikingTokenizer(nn.Module):
             if i >= 3:
                 y = getattr(self, f"block{i}_mp")(y)
                 run.keep(f"patch_embed.block{i}_mp", y.reshape(T, -1, *y.shape[1:]))
+            unit, shift = res if i == 4 and res is not None else (None, 0)
             y, s = run.affine(getattr(self, f"block{i}_conv"), getattr(self, f"block{i}_bn"), y,
-                              scale=res_scale if i == 4 else None)
+                              scale=unit, shift=shift)
             x = y.reshape(T, -1, *y.shape[1:])
         return x
 
@@ -70,9 +71,11 @@ class SpikingSelfAttention(nn.Module):
         self.proj_conv = nn.Conv1d(D, D, 1)
         self.proj_bn = nn.BatchNorm1d(D)
 
-    def forward(self, x, run: Run, name: str, res_scale=None):
+    def forward(self, x, run: Run, name: str, res=None):
+        """``res``: (the stream's unit, this block's proj shift), or None in float mode."""
         T, B, C, H, W = x.shape
-        s = run.lif(f"{name}.proj_lif", x, res_scale).flatten(3).flatten(0, 1)  # [TB, C, N]
+        unit, shift = res or (None, 0)
+        s = run.lif(f"{name}.proj_lif", x, unit).flatten(3).flatten(0, 1)  # [TB, C, N]
         qkv = []
         for n in ("q", "k", "v"):
             y, sc = run.affine(getattr(self, f"{n}_conv"), getattr(self, f"{n}_bn"), s)
@@ -85,7 +88,8 @@ class SpikingSelfAttention(nn.Module):
             a = run.lif(f"{name}.attn_lif", y, 0.125, v_th=0.5)
         else:
             a = run.lif(f"{name}.attn_lif", y * 0.125, None, v_th=0.5)
-        out, _ = run.affine(self.proj_conv, self.proj_bn, a.flatten(0, 1), scale=res_scale)
+        out, _ = run.affine(self.proj_conv, self.proj_bn, a.flatten(0, 1), scale=unit,
+                            shift=shift)
         return out.reshape(T, B, C, H, W)
 
 
@@ -100,12 +104,14 @@ class MLP(nn.Module):
         self.mlp2_conv = nn.Conv2d(Hd, D, 1)
         self.mlp2_bn = nn.BatchNorm2d(D)
 
-    def forward(self, x, run: Run, name: str, res_scale=None):
+    def forward(self, x, run: Run, name: str, res=None):
         T, B, C, H, W = x.shape
-        s = run.lif(f"{name}.mlp1_lif", x, res_scale)
+        unit, shift = res or (None, 0)
+        s = run.lif(f"{name}.mlp1_lif", x, unit)
         y, s1 = run.affine(self.mlp1_conv, self.mlp1_bn, s.flatten(0, 1))
         s = run.lif(f"{name}.mlp2_lif", y.reshape(T, B, -1, H, W), s1)
-        out, _ = run.affine(self.mlp2_conv, self.mlp2_bn, s.flatten(0, 1), scale=res_scale)
+        out, _ = run.affine(self.mlp2_conv, self.mlp2_bn, s.flatten(0, 1), scale=unit,
+                            shift=shift)
         return out.reshape(T, B, C, H, W)
 
 
@@ -115,9 +121,9 @@ class SpikingTransformer(nn.Module):
         self.attn = SpikingSelfAttention(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, run: Run, name: str, res_scale=None):
-        x = x + self.attn(x, run, f"{name}.attn", res_scale)
-        x = x + self.mlp(x, run, f"{name}.mlp", res_scale)
+    def forward(self, x, run: Run, name: str, unit=None, shifts=(0, 0)):
+        x = x + self.attn(x, run, f"{name}.attn", None if unit is None else (unit, shifts[0]))
+        x = x + self.mlp(x, run, f"{name}.mlp", None if unit is None else (unit, shifts[1]))
         return x
 
 
@@ -143,18 +149,43 @@ class Spikingformer(nn.Module):
             yield blk.attn.proj_conv, blk.attn.proj_bn
             yield blk.mlp.mlp2_conv, blk.mlp.mlp2_bn
 
+    def residual_shifts(self) -> tuple[torch.Tensor, list[int]]:
+        """The residual stream's unit per channel and each writer's left shift into it.
+
+        The shared scale maps the largest weight of a channel over all writers to the largest
+        integer. A writer whose weights are smaller takes that scale over 2^k, k the largest
+        (at most ``cfg.residual_shift``) that keeps all its weights in range, so its integers
+        use more of their width. The stream counts in the finest writer's unit, the shared
+        scale over 2^K (K the largest k), and a writer's integer sum enters it shifted left by
+        K - k: no multiply. With ``residual_shift`` 0 every shift is 0 and the unit is the
+        shared scale.
+        """
+        bits, room = self.cfg.weight_bits, self.cfg.residual_shift
+        most = [quant.channel_max(quant.fold_bn(c.weight, c.bias, bn)[0]).double()
+                for c, bn in self.residual_writers()]
+        shared = quant.scale_from_max(torch.stack(most).amax(0), bits)
+        limit = quant.qmax(bits) * shared
+        ks = []
+        for m in most:
+            k = 0
+            while k < room and bool((m * 2.0 ** (k + 1) <= limit).all()):
+                k += 1
+            ks.append(k)
+        K = max(ks)
+        return shared / 2.0 ** K, [K - k for k in ks]
+
     def residual_scale(self) -> torch.Tensor:
-        m = torch.stack([quant.channel_max(quant.fold_bn(c.weight, c.bias, bn)[0])
-                         for c, bn in self.residual_writers()]).amax(0)
-        return quant.scale_from_max(m, self.cfg.weight_bits)
+        """The residual stream's unit per channel (``residual_shifts``)."""
+        return self.residual_shifts()[0]
 
     def forward(self, img: torch.Tensor, mode: str | None = None, record: bool = False):
         run = Run.begin(self, img, mode, record)
         T = self.cfg.T
-        res = self.residual_scale() if run.integer else None
-        x = self.patch_embed(img, run, T, res)
+        res, shifts = (self.residual_shifts() if run.integer
+                       else (None, [0] * (1 + 2 * len(self.block))))
+        x = self.patch_embed(img, run, T, None if res is None else (res, shifts[0]))
         for j, blk in enumerate(self.block):
-            x = blk(x, run, f"block.{j}", res)
+            x = blk(x, run, f"block.{j}", res, shifts[1 + 2 * j:3 + 2 * j])
         if run.integer:
             logits = run.head(self.head, x.flatten(3).sum((0, 3)), res, T * x[0, 0, 0].numel())
         else:

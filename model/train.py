@@ -54,6 +54,9 @@ def parse_args(argv=None):
     p.add_argument("--init", default=None, help="start from these weights (a checkpoint)")
     p.add_argument("--weight-bits", type=int, default=None,
                    help="weight width of the integer mode (default: the config's)")
+    p.add_argument("--residual-shift", type=int, default=None,
+                   help="largest left shift of a residual-stream writer (default: the config's; "
+                        "0: one shared scale)")
     p.add_argument("--qat", action="store_true",
                    help="train in integer mode (BN folded and frozen, integer weights via STE)")
     p.add_argument("--eval-only", action="store_true")
@@ -214,6 +217,8 @@ def main(argv=None):
         cfg = get_config(args.config)
     if args.weight_bits and not state:
         cfg = Config.from_dict({**cfg.to_dict(), "weight_bits": args.weight_bits})
+    if args.residual_shift is not None and not state:
+        cfg = Config.from_dict({**cfg.to_dict(), "residual_shift": args.residual_shift})
     eval_mode = args.eval_mode or ("int" if args.qat else "float")
     if args.bf16 and args.qat:
         if "bf16" in _explicit(argv):

@@ -135,6 +135,7 @@ def check(cm, images, plan, results):
 @pytest.mark.parametrize("name,overrides,n", [
     ("spikingformer-1-16", dict(T=2), 2),  # Q K^T first (head size 16 > 4 tokens)
     ("spikingformer-1-16", dict(T=3, heads=2, img_size=12), 1),  # K^T V first, 9 tokens
+    ("spikingformer-1-16", dict(T=2, residual_shift=3), 1),  # writers shifted into the stream
     pytest.param("spikingformer-2-32", dict(T=4, heads=2), 1, marks=pytest.mark.slow),
     pytest.param("spikingformer-1-24", dict(T=1, heads=3, weight_bits=5), 1,
                  marks=pytest.mark.slow),
@@ -144,6 +145,8 @@ def check(cm, images, plan, results):
 ])
 def test_tiny_models_equal_golden(name, overrides, n):
     cm = tiny_model(name, **overrides)
+    if overrides.get("residual_shift"):
+        assert max(op.get("shift", 0) for op in cm.program if op["op"] == "conv") >= 1
     S = cm.config["img_size"]
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (n, 3, S, S), dtype=np.uint8)

@@ -15,6 +15,8 @@ CONFIGS = [
     ("spikingformer-1-64", {"heads": 1}),  # head_dim 64 = tokens: Q K^T first
     ("spikingformer-1-48", {"T": 2, "weight_bits": 6, "heads": 3}),
     ("spikingformer-1-384", {}),  # the paper's width (12 heads)
+    ("spikingformer-1-32", {"residual_shift": 2}),  # writers shifted into the stream
+    ("spikingformer-2-64", {"residual_shift": 3, "weight_bits": 4}),
     ("spikformer-1-32", {}),  # integer (spike-sum) inputs: MAC layers
     ("spikformer-2-64", {}),
 ]
