@@ -1,6 +1,6 @@
 """Random-model regression: compiled models with random weights, RTL vs golden, bit for bit.
 
-    python -m sim.random_models                       # 3 configs x 4 images on Verilator
+    python -m sim.random_models                       # 5 configs x 4 images on Verilator
     python -m sim.random_models --configs spikingformer-1-32 -n 2 --sim icarus
 
 Each config is compiled with random weights (``python -m model.compiler --random CONFIG``,
@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ("spikingformer-1-32", "spikingformer-2-64", "spikingformer-1-128-h2",
-           "spikformer-2-64")
+           "spikingformer-2-64-w5-s3", "spikformer-2-64")
 BUILD = REPO / "build" / "random"
 
 
