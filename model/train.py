@@ -73,8 +73,10 @@ def parse_args(argv=None):
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
                    help="training steps compute the convs in bfloat16 (batch norm, neurons, "
                         "attention and the stream stay float32; evaluation is all float32): "
-                        "a training step of spikingformer-2-64 1.2-1.35x faster "
-                        "(bench/train_precision.py). A resumed run keeps its setting unless "
+                        "a training step of spikingformer-2-64 1.2-1.35x faster on a CPU "
+                        "with bfloat16 instructions (avx512_bf16 or AMX), about 2x slower "
+                        "on one without, where they are emulated (bench/train_parallel.py; "
+                        "model.train warns). A resumed run keeps its setting unless "
                         "--bf16 or --no-bf16 is given; the integer mode (--qat) ignores it")
     p.add_argument("--teacher", default=None,
                    help="distil from this teacher (a checkpoint of python -m model.teacher)")
@@ -118,6 +120,23 @@ class Dist:
             # the gloo connections close: a rank that tore down first aborted its process
             dist.barrier()
             dist.destroy_process_group()
+
+
+def native_bf16(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU computes bfloat16 natively (avx512_bf16 or AMX), from /proc/cpuinfo's
+    flags; None where there is no such file to read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    if not flags:
+        return None
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def lr_at(step: int, total: int, warmup: int, lr: float, min_lr: float) -> float:
@@ -225,6 +244,10 @@ def main(argv=None):
             raise ValueError("--bf16 does nothing with --qat: the integer mode computes in "
                              "float64")
         args.bf16 = False  # inherited from a resumed float run: the integer mode has no use
+    if args.bf16 and dev.device.type == "cpu" and native_bf16() is False and dev.main:
+        print("warning: --bf16 on a CPU without bfloat16 instructions (no avx512_bf16 or "
+              "amx_bf16 in /proc/cpuinfo): its convs are emulated, a training step about 2x "
+              "slower than with --no-bf16 (bench/train_parallel.py)", file=sys.stderr)
 
     torch.manual_seed(args.seed)
     model = build_model(cfg).to(dev.device, memory_format=torch.channels_last)

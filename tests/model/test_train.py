@@ -216,6 +216,23 @@ def test_bf16_runs_the_training_convs_in_bfloat16_and_evaluates_in_float32(data,
     assert ck["args"]["qat"] and not ck["args"]["bf16"]
 
 
+def test_bf16_without_bfloat16_instructions_warns(data, tmp_path, monkeypatch, capsys):
+    flags = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {}\n"
+    assert train.native_bf16(flags.format("avx512_bf16")) is True
+    assert train.native_bf16(flags.format("amx_bf16 amx_tile")) is True
+    assert train.native_bf16(flags.format("avx512_vnni")) is False
+    assert train.native_bf16("no flags here\n") is None
+
+    warning = "warning: --bf16 on a CPU without bfloat16 instructions"
+    for native, warned in ((False, True), (True, False), (None, False)):
+        monkeypatch.setattr(train, "native_bf16", lambda native=native: native)
+        run(data, tmp_path / f"w{native}", "--epochs", "1", "--bf16")
+        assert (warning in capsys.readouterr().err) == warned, native
+    monkeypatch.setattr(train, "native_bf16", lambda: False)
+    run(data, tmp_path / "fp32", "--epochs", "1")  # float32 convs: nothing to say
+    assert warning not in capsys.readouterr().err
+
+
 def test_conv_precision_leaves_the_integer_mode_exact():
     torch.manual_seed(0)
     net = build_model(CFG).eval()
