@@ -74,7 +74,7 @@ def parse_args(argv=None):
                    help="training steps compute the convs in bfloat16 (batch norm, neurons, "
                         "attention and the stream stay float32; evaluation is all float32): "
                         "a training step of spikingformer-2-64 1.2-1.35x faster on a CPU "
-                        "with bfloat16 instructions (avx512_bf16 or AMX), about 2x slower "
+                        "with bfloat16 instructions (avx512_bf16 or AMX), 1.2-1.9x slower "
                         "on one without, where they are emulated (bench/train_parallel.py; "
                         "model.train warns). A resumed run keeps its setting unless "
                         "--bf16 or --no-bf16 is given; the integer mode (--qat) ignores it")
@@ -246,7 +246,7 @@ def main(argv=None):
         args.bf16 = False  # inherited from a resumed float run: the integer mode has no use
     if args.bf16 and dev.device.type == "cpu" and native_bf16() is False and dev.main:
         print("warning: --bf16 on a CPU without bfloat16 instructions (no avx512_bf16 or "
-              "amx_bf16 in /proc/cpuinfo): its convs are emulated, a training step about 2x "
+              "amx_bf16 in /proc/cpuinfo): its convs are emulated, a training step 1.2-1.9x "
               "slower than with --no-bf16 (bench/train_parallel.py)", file=sys.stderr)
 
     torch.manual_seed(args.seed)
