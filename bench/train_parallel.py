@@ -32,12 +32,11 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from model import build_model  # noqa: E402
 from model.config import Config  # noqa: E402
 from model.data import augment, crop_fill, load_split  # noqa: E402
 from model.layers import conv_precision  # noqa: E402
 from model.lif import compile_loops  # noqa: E402
-from model.train import Dist, load_checkpoint, native_bf16  # noqa: E402
+from model.train import Dist, load_checkpoint, model_from_checkpoint, native_bf16  # noqa: E402
 
 
 def parse(argv):
@@ -52,8 +51,10 @@ def parse(argv):
     p.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.steps < 1 or args.rounds < 1 or args.batch < 2 or args.batch % 2:
-        p.error("--steps and --rounds must be at least 1, --batch even")
+    cores = os.cpu_count() or 1
+    if args.steps < 1 or args.rounds < 1 or args.batch < cores or args.batch % cores:
+        p.error(f"--steps and --rounds must be at least 1, --batch a multiple of the {cores} "
+                f"cores (each process takes an equal share)")
     return args
 
 
@@ -62,9 +63,7 @@ def worker(args):
     dev = Dist()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // dev.world))
     compile_loops(True)
-    ck = load_checkpoint(args.checkpoint)
-    model = build_model(Config.from_dict(ck["config"])).to(memory_format=torch.channels_last)
-    model.load_state_dict(ck["model"])
+    model = model_from_checkpoint(args.checkpoint)[0].to(memory_format=torch.channels_last)
     model.train()
     net = torch.nn.parallel.DistributedDataParallel(model) if dev.enabled else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
